@@ -1,0 +1,213 @@
+//! RACE data: loading the original per-passage tree and JSON lines, validating every field, and
+//! reporting bad input by file, line (or passage) and field. A task is data: nothing here knows
+//! about tokenizers or models.
+
+mod error;
+mod fields;
+mod jsonl;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+pub use error::{DataError, Location};
+
+/// RACE's two difficulty levels; `Other` for RACE-like data whose ids name neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Middle,
+    High,
+    Other,
+}
+
+impl Level {
+    /// The level named by a passage id's prefix, as in `middle123.txt` or `high45.txt`.
+    pub fn from_id(id: &str) -> Level {
+        if id.starts_with("middle") {
+            Level::Middle
+        } else if id.starts_with("high") {
+            Level::High
+        } else {
+            Level::Other
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Level::Middle => "middle",
+            Level::High => "high",
+            Level::Other => "other",
+        }
+    }
+}
+
+/// Which levels to keep (`--level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelFilter {
+    #[default]
+    All,
+    Middle,
+    High,
+}
+
+impl LevelFilter {
+    pub fn keeps(&self, level: Level) -> bool {
+        match self {
+            LevelFilter::All => true,
+            LevelFilter::Middle => level == Level::Middle,
+            LevelFilter::High => level == Level::High,
+        }
+    }
+}
+
+/// One multiple-choice question with its passage.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// Unique id: `{passage_id}#{question_index}`.
+    pub id: String,
+    pub passage_id: String,
+    /// Position of the question within its passage.
+    pub question_index: usize,
+    pub level: Level,
+    /// Shared by every question of the passage, so the article is stored (and tokenised) once.
+    pub article: Arc<str>,
+    pub question: String,
+    pub options: Vec<String>,
+    /// Index of the gold option.
+    pub label: usize,
+}
+
+impl Question {
+    pub fn make_id(passage_id: &str, question_index: usize) -> String {
+        format!("{passage_id}#{question_index}")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub split: String,
+    pub level: LevelFilter,
+    pub skip_invalid: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            split: "test".into(),
+            level: LevelFilter::All,
+            skip_invalid: false,
+        }
+    }
+}
+
+/// A loaded data set: valid questions in input order, plus what was skipped and why.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub questions: Vec<Question>,
+    pub skipped: Vec<DataError>,
+    /// The files read, in order (for hashing and reporting).
+    pub files: Vec<PathBuf>,
+    /// `race-tree` or `jsonl`.
+    pub format: &'static str,
+}
+
+impl Dataset {
+    pub fn passages(&self) -> usize {
+        let mut ids: Vec<&str> = self
+            .questions
+            .iter()
+            .map(|q| q.passage_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Number of questions that `skipped` removed.
+    pub fn skipped_questions(&self) -> usize {
+        self.skipped.iter().map(|e| e.questions).sum()
+    }
+}
+
+/// Split names as RACE's tree spells them, with the Hub's spelling accepted too.
+fn split_aliases(split: &str) -> Vec<String> {
+    match split {
+        "dev" | "validation" => vec!["dev".into(), "validation".into()],
+        other => vec![other.to_string()],
+    }
+}
+
+/// What `--data PATH` points at, for a given split.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSource {
+    /// A folder with `middle/` and/or `high/` holding one JSON passage per `.txt` file.
+    Tree(PathBuf),
+    /// One question per line.
+    Jsonl(PathBuf),
+}
+
+impl DataSource {
+    pub fn resolve(path: &Path, split: &str) -> Result<DataSource> {
+        if path.is_file() {
+            return Ok(DataSource::Jsonl(path.to_path_buf()));
+        }
+        if !path.is_dir() {
+            bail!("--data {}: no such file or folder", path.display());
+        }
+        let has_levels = |d: &Path| d.join("middle").is_dir() || d.join("high").is_dir();
+        for s in split_aliases(split) {
+            for dir in [path.join("RACE").join(&s), path.join(&s)] {
+                if has_levels(&dir) {
+                    return Ok(DataSource::Tree(dir));
+                }
+            }
+            for ext in ["jsonl", "json"] {
+                let file = path.join(format!("{s}.{ext}"));
+                if file.is_file() {
+                    return Ok(DataSource::Jsonl(file));
+                }
+            }
+        }
+        if has_levels(path) {
+            return Ok(DataSource::Tree(path.to_path_buf()));
+        }
+        bail!(
+            "no RACE data for split `{split}` under {p}: expected {p}/RACE/{split}/{{middle,high}}/*.txt, {p}/{split}/{{middle,high}}/*.txt or {p}/{split}.jsonl",
+            p = path.display()
+        )
+    }
+}
+
+/// Loads `path` (a RACE tree or a JSON-lines file) for the options' split and level.
+///
+/// Without `skip_invalid`, the first invalid question is an error naming file, line or passage,
+/// and field; with it, invalid questions are collected in [`Dataset::skipped`].
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let (mut ds, source) = match DataSource::resolve(path, &opts.split)? {
+        DataSource::Tree(dir) => (tree::load(&dir, opts.level)?, dir),
+        DataSource::Jsonl(file) => (jsonl::load(&file)?, file),
+    };
+    ds.questions.retain(|q| opts.level.keeps(q.level));
+    if !ds.skipped.is_empty() && !opts.skip_invalid {
+        let first = &ds.skipped[0];
+        let more = match ds.skipped.len() {
+            1 => String::new(),
+            n => format!(" ({} more problems in {})", n - 1, source.display()),
+        };
+        bail!("{first}{more}\nFix the data, or pass --skip-invalid to leave out invalid questions and report them.");
+    }
+    if ds.questions.is_empty() {
+        bail!(
+            "no questions found in {} (split `{}`, level `{:?}`)",
+            source.display(),
+            opts.split,
+            opts.level
+        );
+    }
+    Ok(ds)
+}

@@ -1,0 +1,12 @@
+//! race-eval: evaluate ALBERT on RACE-style multiple-choice reading comprehension.
+//!
+//! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
+//! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
+//! inference, predictions), [`metrics`] (accuracy), [`cli`] (the command line).
+
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod features;
+pub mod metrics;
+pub mod model;

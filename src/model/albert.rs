@@ -1,0 +1,70 @@
+//! The ALBERT backbone with its pooler (transformers: `AlbertModel`).
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+use super::config::AlbertConfig;
+use super::embeddings::AlbertEmbeddings;
+use super::encoder::AlbertEncoder;
+use super::layers::linear;
+
+pub struct AlbertModel {
+    embeddings: AlbertEmbeddings,
+    encoder: AlbertEncoder,
+    pooler: Linear,
+    dtype: DType,
+}
+
+impl AlbertModel {
+    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+        Ok(Self {
+            embeddings: AlbertEmbeddings::load(vb.pp("embeddings"), cfg)?,
+            encoder: AlbertEncoder::load(vb.pp("encoder"), cfg)?,
+            pooler: linear(cfg.hidden_size, cfg.hidden_size, vb.pp("pooler"), cfg)?,
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// Turns a (batch, len) 0/1 attention mask into the additive (batch, 1, 1, len) mask the
+    /// reference builds: `(1 - mask) * finfo(dtype).min`.
+    pub fn additive_mask(&self, attention_mask: &Tensor) -> Result<Tensor> {
+        let (b, l) = attention_mask.dims2()?;
+        let min = match self.dtype {
+            DType::F16 => -65504.0,
+            DType::BF16 => -3.3895314e38,
+            _ => f32::MIN as f64,
+        };
+        let keep = attention_mask.to_dtype(DType::F32)?;
+        ((keep.affine(-1.0, 1.0)? * min)?.to_dtype(self.dtype)?).reshape((b, 1, 1, l))
+    }
+
+    /// Last hidden states (batch, len, hidden).
+    pub fn sequence_output(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mask = self.additive_mask(attention_mask)?;
+        let embedded = self.embeddings.forward(input_ids, token_type_ids, train)?;
+        self.encoder.forward(&embedded, &mask, train)
+    }
+
+    /// The pooler: dense then tanh on the first ([CLS]) token of `sequence_output`.
+    pub fn pool(&self, sequence_output: &Tensor) -> Result<Tensor> {
+        let cls = sequence_output.narrow(1, 0, 1)?.squeeze(1)?;
+        self.pooler.forward(&cls)?.tanh()
+    }
+
+    /// Pooled output (batch, hidden).
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.pool(&self.sequence_output(input_ids, token_type_ids, attention_mask, train)?)
+    }
+}

@@ -1,0 +1,60 @@
+//! Self-attention with its output projection and post-LN residual (transformers:
+//! `AlbertAttention`, eager path): LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
+
+use candle_core::{Result, Tensor};
+use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
+
+use super::config::AlbertConfig;
+use super::layers::{dropout, layer_norm, linear};
+
+pub struct AlbertAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    dense: Linear,
+    norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+    attention_dropout: f64,
+    output_dropout: f64,
+}
+
+impl AlbertAttention {
+    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            query: linear(h, h, vb.pp("query"), cfg)?,
+            key: linear(h, h, vb.pp("key"), cfg)?,
+            value: linear(h, h, vb.pp("value"), cfg)?,
+            dense: linear(h, h, vb.pp("dense"), cfg)?,
+            norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            attention_dropout: cfg.attention_probs_dropout_prob,
+            output_dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    /// (batch, len, hidden) → (batch, heads, len, head_dim)
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        x.reshape((b, l, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// `x`: (batch, len, hidden); `mask`: additive, broadcastable to (batch, heads, len, len).
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        let q = self.split_heads(&self.query.forward(x)?)?;
+        let k = self.split_heads(&self.key.forward(x)?)?;
+        let v = self.split_heads(&self.value.forward(x)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = dropout(&probs, self.attention_dropout, train)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let projected = dropout(&self.dense.forward(&context)?, self.output_dropout, train)?;
+        self.norm.forward(&(x + projected)?)
+    }
+}

@@ -1,0 +1,77 @@
+//! ALBERT in candle, one concern per file, following transformers' `modeling_albert.py`:
+//! [`config`], [`embeddings`], [`attention`], [`encoder`], [`albert`] (backbone + pooler),
+//! [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint formats).
+
+pub mod activation;
+pub mod albert;
+pub mod attention;
+pub mod config;
+pub mod embeddings;
+pub mod encoder;
+mod layers;
+pub mod multiple_choice;
+pub mod presets;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+
+pub use config::{AlbertConfig, ParamCounts};
+pub use multiple_choice::{cross_entropy, AlbertForMultipleChoice};
+pub use weights::LoadReport;
+
+/// A model folder in the Hub's layout, loaded.
+pub struct LoadedModel {
+    pub model: AlbertForMultipleChoice,
+    pub config: AlbertConfig,
+    pub dir: PathBuf,
+    pub weight_files: Vec<PathBuf>,
+    pub report: LoadReport,
+}
+
+impl LoadedModel {
+    /// Loads `config.json` and the weights of `dir`. With `varmap`, every tensor is registered
+    /// there as a trainable variable.
+    pub fn load(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        varmap: Option<&VarMap>,
+    ) -> Result<Self> {
+        let config = AlbertConfig::from_file(&dir.join("config.json"))?;
+        let weight_files = weights::find_weight_files(dir)?;
+        let ckpt = weights::Checkpoint::load(&weight_files)?;
+        let (model, report) = weights::build_from_checkpoint(ckpt, dtype, device, varmap, |vb| {
+            AlbertForMultipleChoice::load(vb, &config)
+        })
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        Ok(Self {
+            model,
+            config,
+            dir: dir.to_path_buf(),
+            weight_files,
+            report,
+        })
+    }
+}
+
+impl LoadReport {
+    /// One warning line when head tensors had to be initialised, as for a backbone-only
+    /// checkpoint such as `albert-base-v2`; `None` when the checkpoint was complete.
+    pub fn warning(&self) -> Option<String> {
+        if self.initialised.is_empty() {
+            return None;
+        }
+        let parts: Vec<&str> = ["albert.pooler", "classifier"]
+            .into_iter()
+            .filter(|p| self.initialised.iter().any(|n| n.starts_with(p)))
+            .collect();
+        Some(format!(
+            "warning: the checkpoint has no {} weights (backbone only); they were initialised randomly, so accuracy is near chance until a head is trained (race-eval train) or given with --head",
+            parts.join(" or ")
+        ))
+    }
+}

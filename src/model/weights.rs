@@ -1,0 +1,294 @@
+//! Reading checkpoints in the Hub's layouts and handing their tensors to the model.
+//!
+//! Supported: `model.safetensors` (memory-mapped), `pytorch_model.bin` (PyTorch pickle) and the
+//! sharded `*.index.json` variants of both. Tensor names are accepted with or without the
+//! `albert.` prefix; tensors of other heads (`predictions.*`, `sop_classifier.*`) are ignored.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
+
+/// Weight files in the order the Hub's loaders prefer them.
+pub const WEIGHT_FILES: &[&str] = &[
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+];
+
+/// Tensors that a checkpoint may lack: a backbone-only checkpoint (e.g. `albert-base-v2`, saved
+/// from a masked-LM model) has no multiple-choice classifier and possibly no pooler.
+fn is_head_tensor(name: &str) -> bool {
+    name.starts_with("albert.pooler.") || name.starts_with("classifier.")
+}
+
+/// Maps a checkpoint name to the canonical `AlbertForMultipleChoice` name, or `None` for tensors
+/// this model does not use.
+pub fn canonical_name(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("albert.").unwrap_or(name);
+    if rest.starts_with("embeddings.")
+        || rest.starts_with("encoder.")
+        || rest.starts_with("pooler.")
+    {
+        Some(format!("albert.{rest}"))
+    } else if name.starts_with("classifier.") {
+        Some(name.to_string())
+    } else {
+        None
+    }
+}
+
+/// The weight files of a model folder: the first layout of [`WEIGHT_FILES`] present.
+pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    for name in WEIGHT_FILES {
+        let path = dir.join(name);
+        if !path.is_file() {
+            continue;
+        }
+        if name.ends_with(".index.json") {
+            return shards_of_index(&path);
+        }
+        return Ok(vec![path]);
+    }
+    bail!(
+        "no weights in {}: expected one of {}",
+        dir.display(),
+        WEIGHT_FILES.join(", ")
+    )
+}
+
+/// The shard files named by a sharded checkpoint's `*.index.json` (`weight_map` values).
+fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index)
+        .with_context(|| format!("cannot read {}", index.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .with_context(|| format!("{}: missing object field `weight_map`", index.display()))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file.as_str().with_context(|| {
+            format!(
+                "{}: field `weight_map.{tensor}` is not a file name",
+                index.display()
+            )
+        })?;
+        files.insert(file.to_string());
+    }
+    let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+    for f in &files {
+        if !f.is_file() {
+            bail!(
+                "{} names shard {}, which is missing",
+                index.display(),
+                f.display()
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// All tensors of a checkpoint under their canonical names, with the file each came from.
+pub struct Checkpoint {
+    pub files: Vec<PathBuf>,
+    tensors: HashMap<String, (Tensor, usize)>,
+    /// Tensors present in the files that the multiple-choice model does not use.
+    pub ignored: Vec<String>,
+}
+
+impl Checkpoint {
+    pub fn load(files: &[PathBuf]) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        let mut ignored = Vec::new();
+        for (idx, file) in files.iter().enumerate() {
+            for (name, tensor) in read_tensors(file)? {
+                match canonical_name(&name) {
+                    Some(canon) => {
+                        if let Some((_, prev)) = tensors.insert(canon.clone(), (tensor, idx)) {
+                            bail!(
+                                "tensor `{canon}` appears twice: in {} and in {}",
+                                files[prev].display(),
+                                file.display()
+                            );
+                        }
+                    }
+                    None => ignored.push(name),
+                }
+            }
+        }
+        ignored.sort();
+        Ok(Self {
+            files: files.to_vec(),
+            tensors,
+            ignored,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<(&Tensor, &Path)> {
+        self.tensors
+            .get(name)
+            .map(|(t, i)| (t, self.files[*i].as_path()))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    pub fn describe(&self) -> String {
+        match self.files.as_slice() {
+            [one] => one.display().to_string(),
+            many => format!(
+                "{} shards in {}",
+                many.len(),
+                many[0].parent().unwrap_or(Path::new(".")).display()
+            ),
+        }
+    }
+}
+
+fn read_tensors(file: &Path) -> Result<Vec<(String, Tensor)>> {
+    let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
+    let loaded = if is_safetensors {
+        // SAFETY: the file is mapped read-only; we only read it while loading.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(file) };
+        st.and_then(|st| {
+            st.tensors()
+                .into_iter()
+                .map(|(name, _)| st.load(&name, &Device::Cpu).map(|t| (name, t)))
+                .collect::<candle_core::Result<Vec<_>>>()
+        })
+    } else {
+        candle_core::pickle::read_all(file)
+    };
+    loaded.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read weights from {}: {e}. The file may be truncated or corrupt: delete it and download it again",
+            file.display()
+        )
+    })
+}
+
+/// What loading a model found: head tensors that had to be initialised, tensors left unused.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub initialised: Vec<String>,
+    pub unused: Vec<String>,
+    pub ignored: Vec<String>,
+}
+
+/// A candle backend over a [`Checkpoint`]. Shapes are checked against the model's; missing head
+/// tensors are initialised as transformers does. With a [`VarMap`] every tensor becomes a
+/// trainable `Var` registered under its name.
+struct CheckpointBackend {
+    ckpt: Arc<Checkpoint>,
+    varmap: Option<VarMap>,
+    requested: Arc<Mutex<BTreeSet<String>>>,
+    initialised: Arc<Mutex<Vec<String>>>,
+}
+
+impl CheckpointBackend {
+    fn register(&self, name: &str, tensor: Tensor) -> candle_core::Result<Tensor> {
+        match &self.varmap {
+            None => Ok(tensor),
+            Some(vm) => {
+                let var = Var::from_tensor(&tensor)?;
+                let t = var.as_tensor().clone();
+                vm.data().lock().unwrap().insert(name.to_string(), var);
+                Ok(t)
+            }
+        }
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for CheckpointBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.requested.lock().unwrap().insert(name.to_string());
+        if let Some(vm) = &self.varmap {
+            if let Some(var) = vm.data().lock().unwrap().get(name) {
+                return Ok(var.as_tensor().clone());
+            }
+        }
+        match self.ckpt.get(name) {
+            Some((t, file)) => {
+                if t.dims() != s.dims() {
+                    candle_core::bail!(
+                        "shape mismatch for tensor `{name}` in {}: the checkpoint has {:?}, config.json implies {:?}",
+                        file.display(),
+                        t.dims(),
+                        s.dims()
+                    );
+                }
+                let t = t.to_dtype(dtype)?.to_device(dev)?;
+                self.register(name, t)
+            }
+            None if is_head_tensor(name) => {
+                self.initialised.lock().unwrap().push(name.to_string());
+                let t = init.var(s, dtype, dev)?.as_tensor().clone();
+                self.register(name, t)
+            }
+            None => candle_core::bail!(
+                "tensor `{name}` is missing from {}: is this an ALBERT checkpoint matching its config.json?",
+                self.ckpt.describe()
+            ),
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match self.ckpt.get(name) {
+            Some((t, _)) => t.to_dtype(dtype)?.to_device(dev),
+            None => candle_core::bail!("tensor `{name}` is missing from {}", self.ckpt.describe()),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.ckpt.get(name).is_some()
+    }
+}
+
+/// Builds a model from a checkpoint through a [`VarBuilder`] and reports what was initialised.
+pub fn build_from_checkpoint<M>(
+    ckpt: Checkpoint,
+    dtype: DType,
+    device: &Device,
+    varmap: Option<&VarMap>,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<(M, LoadReport)> {
+    let ckpt = Arc::new(ckpt);
+    let requested = Arc::new(Mutex::new(BTreeSet::new()));
+    let initialised = Arc::new(Mutex::new(Vec::new()));
+    let backend = CheckpointBackend {
+        ckpt: ckpt.clone(),
+        varmap: varmap.cloned(),
+        requested: requested.clone(),
+        initialised: initialised.clone(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
+    let model = build(vb).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let requested = requested.lock().unwrap();
+    let mut unused: Vec<String> = ckpt
+        .names()
+        .filter(|n| !requested.contains(*n))
+        .cloned()
+        .collect();
+    unused.sort();
+    let report = LoadReport {
+        initialised: initialised.lock().unwrap().clone(),
+        unused,
+        ignored: ckpt.ignored.clone(),
+    };
+    Ok((model, report))
+}
