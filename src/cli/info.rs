@@ -1,0 +1,65 @@
+//! `race-eval info`: configuration and parameter counts from config.json alone.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use super::InfoArgs;
+use crate::model::{presets, AlbertConfig};
+
+/// The configuration named by `info`'s argument.
+pub fn resolve_config(model: &str) -> Result<(String, AlbertConfig)> {
+    let path = Path::new(model);
+    if path.is_dir() {
+        return Ok((
+            model.to_string(),
+            AlbertConfig::from_file(&path.join("config.json"))?,
+        ));
+    }
+    if path.is_file() {
+        return Ok((model.to_string(), AlbertConfig::from_file(path)?));
+    }
+    match presets::preset(model) {
+        Some(cfg) => Ok((model.to_string(), cfg)),
+        None => bail!(
+            "{model:?} is neither a model folder, a config.json, nor a released model ({})",
+            presets::names().join(", ")
+        ),
+    }
+}
+
+pub fn run(args: &InfoArgs) -> Result<()> {
+    let (name, cfg) = resolve_config(&args.model)?;
+    let counts = cfg.param_counts();
+    if args.json {
+        let v = serde_json::json!({ "model": name, "config": cfg, "params": counts });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("model: {name}");
+    println!(
+        "hidden {} x {} layers ({} group(s) x {} inner), {} heads, intermediate {}, embedding {}, vocab {}, positions {}, act {}",
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.num_hidden_groups,
+        cfg.inner_group_num,
+        cfg.num_attention_heads,
+        cfg.intermediate_size,
+        cfg.embedding_size,
+        cfg.vocab_size,
+        cfg.max_position_embeddings,
+        cfg.hidden_act
+    );
+    println!("parameters: embeddings {}", counts.embeddings);
+    println!("            encoder    {}", counts.encoder);
+    println!("            pooler     {}", counts.pooler);
+    println!(
+        "            backbone   {} (AlbertModel, with pooler)",
+        counts.backbone
+    );
+    println!(
+        "            with multiple-choice head {} (AlbertForMultipleChoice)",
+        counts.multiple_choice
+    );
+    Ok(())
+}

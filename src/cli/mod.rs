@@ -1,0 +1,153 @@
+//! The command line: argument parsing and the glue between data, features, model and eval.
+//! `main.rs` only calls [`run`]; each subcommand lives in its own file.
+
+mod eval;
+mod info;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::LevelFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "race-eval",
+    version,
+    about = "Evaluate ALBERT on RACE-style multiple-choice reading comprehension",
+    long_about = "Evaluate ALBERT on RACE-style multiple-choice reading comprehension.\n\n\
+        Quick start (offline, with the bundled tiny model and sample):\n  \
+        race-eval eval --model datasets/models/tiny-albert --data datasets/sample --split test"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Evaluate a model on a RACE split: accuracy overall, middle and high
+    Eval(EvalArgs),
+    /// Print a model's configuration and parameter counts (from config.json alone)
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model folder in the Hub's layout: config.json, tokenizer.json, and model.safetensors,
+    /// pytorch_model.bin or a sharded *.index.json
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// RACE data: a tree (RACE/{train,dev,test}/{middle,high}/*.txt), a folder with
+    /// SPLIT.jsonl, or a JSON-lines file with one question per line
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// Split to read from a tree or folder (dev is also accepted as validation)
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Keep only questions of this level
+    #[arg(long, value_enum, default_value_t = LevelFilter::All)]
+    pub level: LevelFilter,
+    /// Write one JSON line per question (id, level, label, pred, logits) in input order
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
+    /// Questions per batch (each question carries all of its options)
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Maximum tokens per (article, question+option) sequence
+    #[arg(long, default_value_t = 512)]
+    pub max_seq_len: usize,
+    /// Maximum question+option tokens (the last ones are kept)
+    #[arg(long, default_value_t = 128)]
+    pub max_qa_len: usize,
+    /// Leave out invalid questions and report them, instead of stopping at the first
+    #[arg(long)]
+    pub skip_invalid: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// No progress bars
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// cpu, cuda, cuda:N or metal (cuda and metal need the matching cargo feature)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute precision
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+        }
+    }
+}
+
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let (kind, index) = match spec.split_once(':') {
+        Some((k, i)) => (
+            k,
+            i.parse::<usize>()
+                .with_context(|| format!("--device {spec}: {i:?} is not a device number"))?,
+        ),
+        None => (spec, 0),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(index)?),
+        "cuda" => bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda`"),
+        "metal" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(index)?),
+        "metal" => bail!("--device {spec}: this build has no Metal support; rebuild with `cargo build --release --features metal`"),
+        other => bail!("--device {other:?} is not a device: use cpu, cuda, cuda:N or metal"),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A model folder, a config.json, or a released name (albert-base-v2 … albert-xxlarge-v2)
+    pub model: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Eval(args) => eval::run(&args),
+        Command::Info(args) => info::run(&args),
+    }
+}
+
+/// A progress bar over questions (hidden with --quiet or when stderr is not a terminal).
+pub(crate) fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let template = format!(
+        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} questions, {{per_sec}}, ETA {{eta}}"
+    );
+    bar.set_style(
+        ProgressStyle::with_template(&template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
