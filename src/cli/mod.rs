@@ -1,8 +1,8 @@
 //! The command line: argument parsing and the glue between data, features, model and eval.
 //! `main.rs` only calls [`run`]; each subcommand lives in its own file.
 
-mod eval;
-mod info;
+pub mod eval;
+pub mod info;
 
 use std::path::PathBuf;
 
