@@ -4,6 +4,7 @@
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
 //! inference, predictions), [`metrics`] (accuracy), [`cli`] (the command line).
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the glue between data, features, model and eval.
 //! `main.rs` only calls [`run`]; each subcommand lives in its own file.
 
+pub mod bench;
 pub mod eval;
 pub mod info;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print a model's configuration and parameter counts (from config.json alone)
     Info(InfoArgs),
+    /// Measure speed: fixed shapes, ALBERT vs BERT sizes, or a real data set end to end
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The ALBERT backbone with its pooler (transformers: `AlbertModel`).
 
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use super::config::AlbertConfig;
 use super::embeddings::AlbertEmbeddings;
 use super::encoder::AlbertEncoder;
-use super::layers::linear;
+use super::layers::{linear, Linear};
 
 pub struct AlbertModel {
     embeddings: AlbertEmbeddings,

@@ -2,10 +2,11 @@
 //! `AlbertAttention`, eager path): LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{LayerNorm, Module, VarBuilder};
 
 use super::config::AlbertConfig;
-use super::layers::{dropout, layer_norm, linear};
+use super::kernels;
+use super::layers::{dropout, layer_norm, linear, Linear};
 
 pub struct AlbertAttention {
     query: Linear,
@@ -50,8 +51,7 @@ impl AlbertAttention {
         let k = self.split_heads(&self.key.forward(x)?)?;
         let v = self.split_heads(&self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = kernels::scaled_masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
         let probs = dropout(&probs, self.attention_dropout, train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let projected = dropout(&self.dense.forward(&context)?, self.output_dropout, train)?;

@@ -3,7 +3,7 @@
 //! from the checkpoint, and dropout that is active only in training.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Embedding, Init, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, LayerNorm, Module, VarBuilder};
 
 use super::config::AlbertConfig;
 
@@ -14,11 +14,36 @@ fn normal(cfg: &AlbertConfig) -> Init {
     }
 }
 
-/// `nn.Linear(in, out)`: weight (out, in), bias (out).
+/// `nn.Linear(in, out)`: weight (out, in), bias (out). Unlike `candle_nn::Linear`, which runs one
+/// matmul per batch entry against a broadcast weight, the forward pass folds every leading
+/// dimension into the rows of a single matmul with the transposed weight view (no copy).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let input = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / input.max(1);
+        let y = x
+            .reshape((rows, input))?
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?;
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.bias.dim(0)?;
+        }
+        y.reshape(out_dims)
+    }
+}
+
 pub fn linear(input: usize, output: usize, vb: VarBuilder, cfg: &AlbertConfig) -> Result<Linear> {
-    let w = vb.get_with_hints((output, input), "weight", normal(cfg))?;
-    let b = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(w, Some(b)))
+    let weight = vb.get_with_hints((output, input), "weight", normal(cfg))?;
+    let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
+    Ok(Linear { weight, bias })
 }
 
 pub fn embedding(

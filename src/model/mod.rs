@@ -8,6 +8,7 @@ pub mod attention;
 pub mod config;
 pub mod embeddings;
 pub mod encoder;
+pub mod kernels;
 mod layers;
 pub mod multiple_choice;
 pub mod presets;

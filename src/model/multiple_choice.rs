@@ -2,11 +2,11 @@
 //! dropout, then `classifier: Linear(hidden, 1)`, logits reshaped to (batch, choices).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use super::albert::AlbertModel;
 use super::config::AlbertConfig;
-use super::layers::{dropout, linear};
+use super::layers::{dropout, linear, Linear};
 
 pub struct AlbertForMultipleChoice {
     pub albert: AlbertModel,

@@ -1,0 +1,298 @@
+//! Measuring speed: model FLOPs, a self-measured sgemm peak, peak RSS, and timed forward passes
+//! of ALBERT (ours) and BERT (candle-transformers) with random weights at fixed shapes.
+//! Speed targets live here and in BENCHMARKS.md, never in tests.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::bert;
+use serde::Serialize;
+
+use crate::model::{AlbertConfig, AlbertForMultipleChoice};
+
+/// Forward FLOPs (multiply-add = 2) of one sequence of `len` tokens through ALBERT or BERT-shaped
+/// layers: projections, attention products, feed-forward; embeddings lookups are free.
+pub fn encoder_flops(hidden: usize, intermediate: usize, layer_passes: usize, len: usize) -> f64 {
+    let (h, i, l) = (hidden as f64, intermediate as f64, len as f64);
+    let projections = 4.0 * 2.0 * l * h * h;
+    let attention = 2.0 * 2.0 * l * l * h;
+    let ffn = 2.0 * 2.0 * l * h * i;
+    layer_passes as f64 * (projections + attention + ffn)
+}
+
+pub fn albert_flops(cfg: &AlbertConfig, len: usize) -> f64 {
+    let passes = cfg.num_hidden_layers * cfg.inner_group_num;
+    let mapping = 2.0 * len as f64 * cfg.embedding_size as f64 * cfg.hidden_size as f64;
+    let pooler = 2.0 * (cfg.hidden_size * cfg.hidden_size) as f64;
+    mapping + encoder_flops(cfg.hidden_size, cfg.intermediate_size, passes, len) + pooler
+}
+
+pub fn bert_flops(cfg: &bert::Config, len: usize) -> f64 {
+    encoder_flops(
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_hidden_layers,
+        len,
+    )
+}
+
+/// BERT configurations of the published sizes (google-research/bert), for side-by-side rows.
+pub fn bert_config(name: &str) -> Option<bert::Config> {
+    let (hidden, layers, heads, intermediate) = match name {
+        "bert-base-uncased" | "bert-base" => (768, 12, 12, 3072),
+        "bert-large-uncased" | "bert-large" => (1024, 24, 16, 4096),
+        _ => return None,
+    };
+    Some(bert::Config {
+        hidden_size: hidden,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        intermediate_size: intermediate,
+        ..bert::Config::default()
+    })
+}
+
+pub fn bert_params(cfg: &bert::Config) -> usize {
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let embeddings =
+        (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h + 2 * h;
+    let layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h;
+    embeddings + cfg.num_hidden_layers * layer
+}
+
+/// A model with random weights, to time.
+pub enum BenchModel {
+    Albert(Box<AlbertForMultipleChoice>, AlbertConfig),
+    Bert(Box<bert::BertModel>, bert::Config),
+}
+
+impl BenchModel {
+    pub fn random_albert(cfg: &AlbertConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+        Ok(Self::Albert(
+            Box::new(AlbertForMultipleChoice::load(vb, cfg)?),
+            cfg.clone(),
+        ))
+    }
+
+    pub fn random_bert(cfg: &bert::Config, dtype: DType, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+        Ok(Self::Bert(
+            Box::new(bert::BertModel::load(vb, cfg)?),
+            cfg.clone(),
+        ))
+    }
+
+    pub fn params(&self) -> usize {
+        match self {
+            Self::Albert(_, c) => c.param_counts().multiple_choice,
+            Self::Bert(_, c) => bert_params(c),
+        }
+    }
+
+    pub fn flops_per_sequence(&self, len: usize) -> f64 {
+        match self {
+            Self::Albert(_, c) => albert_flops(c, len),
+            Self::Bert(_, c) => bert_flops(c, len),
+        }
+    }
+
+    fn vocab(&self) -> usize {
+        match self {
+            Self::Albert(_, c) => c.vocab_size,
+            Self::Bert(_, c) => c.vocab_size,
+        }
+    }
+
+    /// One forward pass over (questions, choices, len) inputs; waits for the result.
+    pub fn forward(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<()> {
+        match self {
+            Self::Albert(m, _) => {
+                m.forward(ids, types, mask, false)?
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?;
+            }
+            Self::Bert(m, _) => {
+                let (b, c, l) = ids.dims3()?;
+                let flat = |t: &Tensor| t.reshape((b * c, l));
+                let out = m.forward(&flat(ids)?, &flat(types)?, Some(&flat(mask)?))?;
+                out.narrow(1, 0, 1)?
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deterministic pseudo-random inputs: ids in [5, vocab), the second half of each sequence
+    /// in segment 1, no padding.
+    pub fn inputs(
+        &self,
+        batch: usize,
+        choices: usize,
+        len: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let n = batch * choices * len;
+        let vocab = self.vocab().max(6) as u64;
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let ids: Vec<u32> = (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (5 + (state >> 33) % (vocab - 5)) as u32
+            })
+            .collect();
+        let types: Vec<u32> = (0..n).map(|i| ((i % len) >= len / 2) as u32).collect();
+        let shape = (batch, choices, len);
+        Ok((
+            Tensor::from_vec(ids, shape, device)?,
+            Tensor::from_vec(types, shape, device)?,
+            Tensor::ones(shape, DType::U32, device)?,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub params: usize,
+    pub device: String,
+    pub dtype: String,
+    pub questions: usize,
+    pub choices: usize,
+    pub seq: usize,
+    pub gflop_per_question: f64,
+    /// Best of the repeats.
+    pub seconds_per_question: f64,
+    pub questions_per_s: f64,
+    pub tokens_per_s: f64,
+    pub gflop_per_s: f64,
+    /// Achieved GFLOP/s as a share of the sgemm peak measured in the same process.
+    pub percent_of_sgemm_peak: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The input shape of a fixed-shape benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedShape {
+    /// Questions timed per repeat.
+    pub questions: usize,
+    pub choices: usize,
+    pub seq: usize,
+    /// Questions per forward pass.
+    pub batch: usize,
+    pub repeats: usize,
+}
+
+/// Times `repeats` passes over the shape's questions after one warm-up.
+pub fn time_fixed(
+    name: &str,
+    model: &BenchModel,
+    shape: FixedShape,
+    device: &Device,
+    sgemm_peak: Option<f64>,
+) -> Result<BenchResult> {
+    let FixedShape {
+        questions,
+        choices,
+        seq,
+        batch,
+        repeats,
+    } = shape;
+    let batch = batch.clamp(1, questions.max(1));
+    let (ids, types, mask) = model.inputs(batch, choices, seq, device)?;
+    model.forward(&ids, &types, &mask)?;
+    let passes = questions.div_ceil(batch);
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        for _ in 0..passes {
+            model.forward(&ids, &types, &mask)?;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / (passes * batch) as f64);
+    }
+    let flop = model.flops_per_sequence(seq) * choices as f64;
+    let gflops = flop / best / 1e9;
+    Ok(BenchResult {
+        model: name.to_string(),
+        params: model.params(),
+        device: device_name(device),
+        dtype: format!("{:?}", ids.dtype()).to_lowercase(),
+        questions: passes * batch,
+        choices,
+        seq,
+        gflop_per_question: flop / 1e9,
+        seconds_per_question: best,
+        questions_per_s: 1.0 / best,
+        tokens_per_s: (choices * seq) as f64 / best,
+        gflop_per_s: gflops,
+        percent_of_sgemm_peak: sgemm_peak.map(|p| 100.0 * gflops / p),
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+pub fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({} threads)", candle_core::utils::get_num_threads()),
+        Device::Cuda(_) => "cuda".into(),
+        Device::Metal(_) => "metal".into(),
+    }
+}
+
+/// Best GFLOP/s of a (2048 × 768) · (768 × 3072) matmul, the shape of ALBERT-base's first
+/// feed-forward linear for 4 × 512 tokens, in `dtype` on `device`.
+pub fn sgemm_peak(device: &Device, dtype: DType) -> Result<f64> {
+    let (m, k, n) = (2048usize, 768usize, 3072usize);
+    let a = Tensor::randn(0f32, 1.0, (m, k), device)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), device)?.to_dtype(dtype)?;
+    a.matmul(&b)?
+        .sum_all()?
+        .to_dtype(DType::F32)?
+        .to_scalar::<f32>()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        c.flatten_all()?
+            .narrow(0, 0, 1)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (m * k * n) as f64 / best / 1e9)
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB; Linux only.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::preset;
+
+    #[test]
+    fn albert_base_needs_about_387_gflop_per_question_at_512() {
+        let cfg = preset("albert-base-v2").unwrap();
+        let g = 4.0 * albert_flops(&cfg, 512) / 1e9;
+        assert!((g - 387.0).abs() < 1.0, "{g}");
+    }
+
+    #[test]
+    fn bert_param_count_matches_bert_base_without_pooler() {
+        // bert-base-uncased: 109,482,240 parameters with the pooler (768*768 + 768).
+        let cfg = bert_config("bert-base").unwrap();
+        assert_eq!(bert_params(&cfg) + 768 * 768 + 768, 109_482_240);
+    }
+}

@@ -1,0 +1,241 @@
+//! `race-eval bench`: speed at fixed shapes (one config, or ALBERT and BERT sizes side by side)
+//! or over a real data set with the production batching.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use clap::Args;
+use tabled::{settings::Style, Table, Tabled};
+
+use super::{parse_device, RuntimeArgs};
+use crate::bench::{self, BenchModel, BenchResult, FixedShape};
+use crate::data::{self, LoadOptions};
+use crate::eval;
+use crate::features::{FormatConfig, TextEncoder};
+use crate::model::{presets, LoadedModel};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A released name (albert-base-v2 …, bert-base, bert-large), a model folder or a config.json
+    #[arg(long, default_value = "albert-base-v2")]
+    pub model: String,
+    /// Time ALBERT base/large/xlarge/xxlarge and BERT base/large side by side
+    #[arg(long, conflicts_with = "data")]
+    pub compare: bool,
+    /// Tokens per sequence (fixed-shape mode)
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Questions to time per repeat (fixed-shape mode)
+    #[arg(long, default_value_t = 1)]
+    pub questions: usize,
+    /// Options per question
+    #[arg(long, default_value_t = 4)]
+    pub choices: usize,
+    /// Questions per forward pass
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repeats; the best is reported
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Benchmark a data set end to end (load, tokenise, model) with length-sorted batching
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// tokenizer.json for --data with a released name (random weights)
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Only the first N questions of --data
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// CPU threads (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Tabled)]
+struct Row {
+    model: String,
+    params: String,
+    shape: String,
+    #[tabled(rename = "GFLOP/q")]
+    gflop: String,
+    #[tabled(rename = "s/q")]
+    secs: String,
+    #[tabled(rename = "q/s")]
+    qps: String,
+    #[tabled(rename = "tokens/s")]
+    tps: String,
+    #[tabled(rename = "GFLOP/s")]
+    gflops: String,
+    #[tabled(rename = "% sgemm peak")]
+    peak: String,
+    #[tabled(rename = "peak RSS MiB")]
+    rss: String,
+}
+
+fn row(r: &BenchResult) -> Row {
+    let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
+    Row {
+        model: r.model.clone(),
+        params: format!("{:.1}M", r.params as f64 / 1e6),
+        shape: format!("{}x{}x{}", r.questions, r.choices, r.seq),
+        gflop: format!("{:.1}", r.gflop_per_question),
+        secs: format!("{:.3}", r.seconds_per_question),
+        qps: format!("{:.2}", r.questions_per_s),
+        tps: format!("{:.0}", r.tokens_per_s),
+        gflops: format!("{:.1}", r.gflop_per_s),
+        peak: opt(r.percent_of_sgemm_peak, 0),
+        rss: opt(r.peak_rss_mb, 0),
+    }
+}
+
+fn model_for(name: &str, args: &BenchArgs, device: &Device) -> Result<BenchModel> {
+    let dtype = args.runtime.dtype.dtype();
+    if let Some(cfg) = bench::bert_config(name) {
+        return BenchModel::random_bert(&cfg, dtype, device);
+    }
+    let (_, cfg) = super::info::resolve_config(name)?;
+    BenchModel::random_albert(&cfg, dtype, device)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // Read by candle and rayon when their thread pools start, which has not happened yet.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    let device = parse_device(&args.runtime.device)?;
+    if args.data.is_some() {
+        return run_data(args, &device);
+    }
+    let peak = bench::sgemm_peak(&device, args.runtime.dtype.dtype()).ok();
+    let names: Vec<String> = if args.compare {
+        let mut n: Vec<String> = presets::names().into_iter().map(String::from).collect();
+        n.extend(["bert-base".to_string(), "bert-large".to_string()]);
+        n
+    } else {
+        vec![args.model.clone()]
+    };
+    let mut results = Vec::new();
+    for name in &names {
+        let model = model_for(name, args, &device)?;
+        let shape = FixedShape {
+            questions: args.questions,
+            choices: args.choices,
+            seq: args.seq,
+            batch: args.batch,
+            repeats: args.repeats,
+        };
+        let r = bench::time_fixed(name, &model, shape, &device, peak)?;
+        if !args.json {
+            eprintln!("{name}: {:.3} s/question", r.seconds_per_question);
+        }
+        results.push(r);
+    }
+    if args.json {
+        let v = serde_json::json!({ "sgemm_peak_gflops": peak, "results": results });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}",
+            Table::new(results.iter().map(row)).with(Style::markdown())
+        );
+        if let Some(p) = peak {
+            println!(
+                "sgemm peak measured here: {p:.1} GFLOP/s (2048x768 · 768x3072, {:?})",
+                args.runtime.dtype
+            );
+        }
+    }
+    Ok(())
+}
+
+/// End to end over real data: load, tokenise and run with the same batching as `eval`.
+fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
+    let started = Instant::now();
+    let path = args.data.as_ref().expect("checked by caller");
+    let dir = PathBuf::from(&args.model);
+    let (model, config, tokenizer) = if dir.is_dir() {
+        let loaded = LoadedModel::load(&dir, args.runtime.dtype.dtype(), device, None)?;
+        (loaded.model, loaded.config, dir.join("tokenizer.json"))
+    } else {
+        let Some(tok) = &args.tokenizer else {
+            bail!("--data with a released name needs --tokenizer FILE (random weights), or give a model folder as --model");
+        };
+        let (_, cfg) = super::info::resolve_config(&args.model)?;
+        match BenchModel::random_albert(&cfg, args.runtime.dtype.dtype(), device)? {
+            BenchModel::Albert(m, c) => (*m, c, tok.clone()),
+            BenchModel::Bert(..) => unreachable!("resolve_config gives ALBERT configs"),
+        }
+    };
+    let mut ds = data::load(
+        path,
+        &LoadOptions {
+            split: args.split.clone(),
+            ..LoadOptions::default()
+        },
+    )?;
+    if let Some(n) = args.limit {
+        ds.questions.truncate(n);
+    }
+    let encoder = TextEncoder::from_file(&tokenizer)?;
+    let fmt = FormatConfig::default();
+    let features = encoder.encode_all(&ds.questions, &fmt)?;
+    let real_tokens: usize = features
+        .iter()
+        .flat_map(|f| f.input_ids.iter().map(Vec::len))
+        .sum();
+    let padded_tokens: usize = eval::plan_batches(&features, args.batch)
+        .iter()
+        .map(|b| {
+            b.len()
+                * features[b[0]].choices()
+                * b.iter().map(|&i| features[i].max_len()).max().unwrap_or(0)
+        })
+        .sum();
+    let model_start = Instant::now();
+    eval::logits(
+        &model,
+        &features,
+        args.batch,
+        config.pad_token_id,
+        device,
+        None,
+    )?;
+    let model_secs = model_start.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
+    let n = ds.questions.len();
+    let v = serde_json::json!({
+        "data": path, "model": args.model, "questions": n, "batch": args.batch,
+        "real_tokens": real_tokens, "padded_tokens": padded_tokens,
+        "tokens_if_padded_to_512": n * 4 * 512,
+        "wall_s": wall, "model_s": model_secs,
+        "questions_per_s": n as f64 / wall, "tokens_per_s": real_tokens as f64 / wall,
+        "device": bench::device_name(device), "peak_rss_mb": bench::peak_rss_mb(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{n} questions, {real_tokens} real tokens ({padded_tokens} with dynamic padding, {} if padded to 512)",
+            n * 4 * 512
+        );
+        println!(
+            "wall {wall:.2} s end to end ({:.2} questions/s, {:.0} tokens/s); model {model_secs:.2} s; peak RSS {:.0} MiB",
+            n as f64 / wall,
+            real_tokens as f64 / wall,
+            bench::peak_rss_mb().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
