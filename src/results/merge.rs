@@ -1,5 +1,7 @@
 //! Merging the runs of `eval --shard i/n` back into the run an unsharded eval would have made:
-//! the same predictions in the same order and the same numbers.
+//! the same predictions in the same order and the same numbers. (With --batch-size above 1 a
+//! shard's batches hold other questions than the unsharded run's, so padding differs and logits
+//! can differ in the last float digits; with --batch-size 1 they are bit-identical.)
 
 use anyhow::{bail, Result};
 

@@ -87,9 +87,12 @@ where
             ("sans-serif", 22),
         )
         .map_err(err)?;
-    let areas = root.split_evenly((1, 2));
+    let legend_h = 12 + 22 * runs.len() as u32;
+    let h = root.dim_in_pixel().1;
+    let (charts, legend) = root.split_vertically(h.saturating_sub(legend_h));
+    let areas = charts.split_evenly((1, 2));
     let n_runs = runs.len();
-    for (pi, (panel, area)) in panels(runs).iter().zip(&areas).enumerate() {
+    for (panel, area) in panels(runs).iter().zip(&areas) {
         let k = panel.categories.len();
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, ("sans-serif", 16))
@@ -111,11 +114,11 @@ where
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(-0.5, 25.0), (k as f64 - 0.5, 25.0)],
-                ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1),
+                ShapeStyle::from(&RGBColor(190, 70, 70)).stroke_width(1),
             )))
             .map_err(err)?;
         let width = 0.8 / n_runs as f64;
-        for (ri, run) in runs.iter().enumerate() {
+        for ri in 0..n_runs {
             let color = COLORS[ri % COLORS.len()];
             let bars: Vec<(f64, Score)> = panel.scores[ri]
                 .iter()
@@ -123,7 +126,7 @@ where
                 .filter(|(_, s)| s.total > 0)
                 .map(|(ci, s)| (ci as f64 - 0.4 + width * (ri as f64 + 0.5), *s))
                 .collect();
-            let series = chart
+            chart
                 .draw_series(bars.iter().map(|&(x, s)| {
                     let acc = 100.0 * s.accuracy.unwrap_or(0.0);
                     Rectangle::new(
@@ -132,13 +135,6 @@ where
                     )
                 }))
                 .map_err(err)?;
-            if pi == 0 {
-                series
-                    .label(format!("{} ({:.1}%)", run.id(), run_acc(run)))
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                    });
-            }
             chart
                 .draw_series(bars.iter().filter_map(|&(x, s)| {
                     let ci = s.ci95?;
@@ -149,7 +145,7 @@ where
                         acc,
                         100.0 * ci.hi,
                         BLACK.stroke_width(1),
-                        (6.0 * width).clamp(3.0, 8.0) as u32,
+                        8,
                     ))
                 }))
                 .map_err(err)?;
@@ -158,19 +154,39 @@ where
         let style =
             TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for (ci, name) in panel.categories.iter().enumerate() {
+            // backend_coord is absolute; `root` (below the title) is offset from the canvas
             let (px, py) = chart.backend_coord(&(ci as f64, 0.0));
-            root.draw(&Text::new(name.clone(), (px, py + 6), style.clone()))
-                .map_err(err)?;
+            let (bx, by) = root.get_base_pixel();
+            root.draw(&Text::new(
+                name.clone(),
+                (px - bx, py - by + 8),
+                style.clone(),
+            ))
+            .map_err(err)?;
         }
-        if pi == 0 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
-        }
+    }
+    // legend under both panels: colour, run id, overall accuracy and question count
+    let text = TextStyle::from(("sans-serif", 14).into_font());
+    for (ri, run) in runs.iter().enumerate() {
+        let color = COLORS[ri % COLORS.len()];
+        let y = 6 + 22 * ri as i32;
+        legend
+            .draw(&Rectangle::new(
+                [(60, y + 2), (76, y + 16)],
+                color.mix(0.75).filled(),
+            ))
+            .map_err(err)?;
+        let label = format!(
+            "{}: {:.1}% of {} questions ({}, {})",
+            run.id(),
+            run_acc(run),
+            run.summary.counts.questions,
+            run.summary.model.name,
+            run.summary.data.path
+        );
+        legend
+            .draw(&Text::new(label, (84, y + 2), text.clone()))
+            .map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())
@@ -203,7 +219,7 @@ pub fn plot(runs: &[Run], output: &Path) -> Result<()> {
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let height = 480 + 20 * runs.len() as u32;
+    let height = 500 + 22 * runs.len() as u32;
     let mut svg = String::new();
     draw(
         SVGBackend::with_string(&mut svg, (1100, height)).into_drawing_area(),
