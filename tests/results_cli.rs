@@ -523,3 +523,23 @@ fn report_and_plot() {
     ]);
     assert!(err.contains(".svg"), "{err}");
 }
+
+#[test]
+fn a_broken_record_is_reported_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("broken-run");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("summary.json"), "{ not json").unwrap();
+    let out = race_eval(&["leaderboard", "--results-dir", s(tmp.path())]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken-run") && err.contains("left out"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ALBERT (ensemble)"));
+    let err = refused(&["report", s(&bad)]);
+    assert!(err.contains("not a race-eval run summary"), "{err}");
+    let err = refused(&["compare", s(&bad), s(&bad)]);
+    assert!(err.contains("not a race-eval run summary"), "{err}");
+}

@@ -21,7 +21,10 @@ pub struct LeaderboardArgs {
 }
 
 pub fn run(args: &LeaderboardArgs) -> Result<()> {
-    let local = list_runs(&args.results_dir)?;
+    let (local, problems) = list_runs(&args.results_dir)?;
+    for p in problems {
+        eprintln!("warning: {p}");
+    }
     let rows = leaderboard(&args.split, &local)?;
     print!("{}", render(&rows, args.format)?);
     Ok(())

@@ -167,6 +167,16 @@ pub enum RunKind {
     Merge,
 }
 
+impl RunKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunKind::Eval => "eval",
+            RunKind::Ensemble => "ensemble",
+            RunKind::Merge => "merge",
+        }
+    }
+}
+
 /// `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -402,11 +412,11 @@ impl Run {
     }
 }
 
-/// Every run folder directly under `results_dir` (sorted by name); folders that are not runs
-/// are passed over, unreadable summaries are errors naming the file.
-pub fn list_runs(results_dir: &Path) -> Result<Vec<(PathBuf, RunSummary)>> {
+/// Every run folder directly under `results_dir` (sorted by name), and a note for each folder
+/// whose summary.json cannot be read (so one broken record does not hide the others).
+pub fn list_runs(results_dir: &Path) -> Result<(Vec<(PathBuf, RunSummary)>, Vec<String>)> {
     if !results_dir.is_dir() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let mut dirs: Vec<PathBuf> = fs::read_dir(results_dir)
         .with_context(|| format!("cannot list {}", results_dir.display()))?
@@ -414,9 +424,14 @@ pub fn list_runs(results_dir: &Path) -> Result<Vec<(PathBuf, RunSummary)>> {
         .filter(|p| p.join(SUMMARY_FILE).is_file())
         .collect();
     dirs.sort();
-    dirs.into_iter()
-        .map(|d| read_summary(&d).map(|s| (d, s)))
-        .collect()
+    let (mut runs, mut problems) = (Vec::new(), Vec::new());
+    for d in dirs {
+        match read_summary(&d) {
+            Ok(s) => runs.push((d, s)),
+            Err(e) => problems.push(format!("{e:#} (left out)")),
+        }
+    }
+    Ok((runs, problems))
 }
 
 /// RACE's split names with the Hub's spelling folded in: `validation` is `dev`.

@@ -40,8 +40,12 @@ fn buckets(first: &str, v: &[Bucket]) -> String {
 /// The whole report of one run.
 pub fn render(s: &RunSummary) -> String {
     let mut out = format!(
-        "run {} ({:?}, created {}, race-eval {} at commit {})\n",
-        s.run_id, s.kind, s.created, s.race_eval.version, s.race_eval.git_commit
+        "run {} ({}, created {}, race-eval {} at commit {})\n",
+        s.run_id,
+        s.kind.as_str(),
+        s.created,
+        s.race_eval.version,
+        s.race_eval.git_commit
     );
     out += &format!(
         "model {} ({}), weights sha256 {}{}\n",
