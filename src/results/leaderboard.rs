@@ -2,14 +2,12 @@
 //! built into the binary) ranked together with every local run of the same split. Dev and test
 //! numbers are never ranked together.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use super::{normalize_split, RunSummary};
+use super::{normalize_split, LocalRun, RunSummary};
 use crate::stats::{wilson95, Interval};
 
 /// The published rows, as checked in.
@@ -121,7 +119,7 @@ pub fn published_row(p: &Published) -> Row {
 /// The ranking for `split` (dev/validation fold together): published rows of that split (and
 /// split `any`) with the local runs of that split, best first, ranked and with the distance to
 /// the best row.
-pub fn leaderboard(split: &str, local: &[(PathBuf, RunSummary)]) -> Result<Vec<Row>> {
+pub fn leaderboard(split: &str, local: &[LocalRun]) -> Result<Vec<Row>> {
     let split = normalize_split(split);
     let mut rows: Vec<Row> = published()?
         .iter()

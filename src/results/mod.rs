@@ -412,9 +412,12 @@ impl Run {
     }
 }
 
+/// A run folder and its summary.
+pub type LocalRun = (PathBuf, RunSummary);
+
 /// Every run folder directly under `results_dir` (sorted by name), and a note for each folder
 /// whose summary.json cannot be read (so one broken record does not hide the others).
-pub fn list_runs(results_dir: &Path) -> Result<(Vec<(PathBuf, RunSummary)>, Vec<String>)> {
+pub fn list_runs(results_dir: &Path) -> Result<(Vec<LocalRun>, Vec<String>)> {
     if !results_dir.is_dir() {
         return Ok((Vec::new(), Vec::new()));
     }
