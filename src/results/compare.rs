@@ -70,6 +70,15 @@ pub fn compare_outcomes(
     }
 }
 
+/// A p-value for people: four decimals, or scientific notation below 0.0001.
+pub fn format_p(p: f64) -> String {
+    if p >= 1e-4 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.2e}")
+    }
+}
+
 impl Comparison {
     pub fn to_text(&self) -> String {
         let verdict = if self.mcnemar_p < 0.05 {
@@ -81,7 +90,7 @@ impl Comparison {
             "A: {}  {:.2}%\nB: {}  {:.2}%\n{} paired questions\n\
              difference A - B: {:+.2} points\n\
              only A right: {}   only B right: {}   both right: {}   both wrong: {}\n\
-             exact McNemar test (two-sided, on the {} discordant questions): p = {:.4}: {verdict}\n",
+             exact McNemar test (two-sided, on the {} discordant questions): p = {}: {verdict}\n",
             self.run_a,
             100.0 * self.accuracy_a,
             self.run_b,
@@ -93,7 +102,7 @@ impl Comparison {
             self.both_right,
             self.both_wrong,
             self.only_a + self.only_b,
-            self.mcnemar_p
+            format_p(self.mcnemar_p)
         )
     }
 }
@@ -119,5 +128,12 @@ mod tests {
         assert!((c.difference + 0.4).abs() < 1e-12);
         // 2 * (C(6,0) + C(6,1)) / 2^6 = 14/64
         assert!((c.mcnemar_p - 14.0 / 64.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn small_p_values_are_not_printed_as_zero() {
+        assert_eq!(format_p(0.21875), "0.2188");
+        assert_eq!(format_p(1.0), "1.0000");
+        assert_eq!(format_p(3.2e-10), "3.20e-10");
     }
 }

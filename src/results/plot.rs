@@ -153,7 +153,10 @@ where
         // category names under the axis, centred on each group
         let style =
             TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-        for (ci, name) in panel.categories.iter().enumerate() {
+        for (ci, cat) in panel.categories.iter().enumerate() {
+            // with the number of questions (the largest over runs: they usually share data)
+            let n = panel.scores.iter().map(|r| r[ci].total).max().unwrap_or(0);
+            let name = format!("{cat} (n={n})");
             // backend_coord is absolute; `root` (below the title) is offset from the canvas
             let (px, py) = chart.backend_coord(&(ci as f64, 0.0));
             let (bx, by) = root.get_base_pixel();
