@@ -510,18 +510,26 @@ fn report_and_plot() {
     ok(&["plot", s(&f.full), s(&f.other_model), "--output", s(&svg)]);
     let body = std::fs::read_to_string(&svg).unwrap();
     assert!(
-        body.starts_with("<svg") || body.contains("<svg"),
+        body.contains("<svg") && body.trim_end().ends_with("</svg>"),
         "not an SVG"
     );
     assert!(body.contains(f.full.file_name().unwrap().to_str().unwrap()));
     assert!(body.contains("200-299") && body.contains("middle"));
+    let png = tmp.path().join("plot.png");
+    ok(&["plot", s(&f.full), s(&f.other_model), "--output", s(&png)]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height, big-endian, right after the signature and chunk header
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1100, 500 + 22 * 2));
     let err = refused(&[
         "plot",
         s(&f.full),
         "--output",
         s(&tmp.path().join("plot.gif")),
     ]);
-    assert!(err.contains(".svg"), "{err}");
+    assert!(err.contains(".svg or .png"), "{err}");
 }
 
 #[test]

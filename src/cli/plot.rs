@@ -1,4 +1,4 @@
-//! `race-eval plot RUN... --output FILE.svg`.
+//! `race-eval plot RUN... --output FILE.svg|FILE.png`.
 
 use std::path::PathBuf;
 
@@ -12,8 +12,8 @@ pub struct PlotArgs {
     /// One or more runs (folders or run ids under --results-dir)
     #[arg(required = true)]
     pub runs: Vec<String>,
-    /// The picture to write (.svg)
-    #[arg(long, short, value_name = "FILE.svg")]
+    /// The picture to write: .svg, or .png
+    #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
     #[arg(long, value_name = "DIR", default_value = "results")]
     pub results_dir: PathBuf,

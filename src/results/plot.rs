@@ -1,5 +1,5 @@
 //! `race-eval plot`: accuracy by level and by article length for one or more runs, as bars
-//! with 95% Wilson intervals, in SVG.
+//! with 95% Wilson intervals, in SVG or PNG (rendered from the SVG with resvg and a built-in font).
 
 use std::path::Path;
 
@@ -199,28 +199,14 @@ fn run_acc(run: &Run) -> f64 {
     100.0 * run.summary.accuracy.overall.accuracy.unwrap_or(0.0)
 }
 
-/// Draws `runs` into `output` (`.svg`).
-pub fn plot(runs: &[Run], output: &Path) -> Result<()> {
+/// DejaVu Sans (Bitstream Vera licence, `assets/fonts/DejaVuSans-LICENSE.txt`), built in so PNG
+/// text renders the same on every machine, with or without system fonts.
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// The plot of `runs` as SVG text.
+pub fn svg(runs: &[Run]) -> Result<String> {
     if runs.is_empty() {
         bail!("nothing to plot: name one or more runs");
-    }
-    let ext = output
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("svg") => {}
-        Some("png") => bail!(
-            "--output {}: PNG is not built in (it would need system fonts); write an .svg and convert it, e.g. `rsvg-convert -o plot.png plot.svg`",
-            output.display()
-        ),
-        _ => bail!(
-            "--output {}: give a file ending in .svg",
-            output.display()
-        ),
-    }
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let height = 500 + 22 * runs.len() as u32;
     let mut svg = String::new();
@@ -228,5 +214,50 @@ pub fn plot(runs: &[Run], output: &Path) -> Result<()> {
         SVGBackend::with_string(&mut svg, (1100, height)).into_drawing_area(),
         runs,
     )?;
-    std::fs::write(output, svg).with_context(|| format!("cannot write {}", output.display()))
+    Ok(svg)
+}
+
+/// Rasterises SVG text to PNG bytes with the built-in font.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options {
+        font_family: "DejaVu Sans".into(),
+        ..Default::default()
+    };
+    let db = opt.fontdb_mut();
+    db.load_font_data(FONT.to_vec());
+    db.set_sans_serif_family("DejaVu Sans");
+    let tree = usvg::Tree::from_str(svg, &opt).context("cannot read the plot's SVG back")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow!("cannot make a {}x{} picture", size.width(), size.height()))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap.encode_png().context("cannot encode the PNG")
+}
+
+/// Draws `runs` into `output`: SVG for `.svg`, PNG for `.png`.
+pub fn plot(runs: &[Run], output: &Path) -> Result<()> {
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let png = match ext.as_deref() {
+        Some("svg") => false,
+        Some("png") => true,
+        _ => bail!(
+            "--output {}: give a file ending in .svg or .png",
+            output.display()
+        ),
+    };
+    let svg = svg(runs)?;
+    let bytes = if png {
+        svg_to_png(&svg)?
+    } else {
+        svg.into_bytes()
+    };
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(output, bytes).with_context(|| format!("cannot write {}", output.display()))
 }
