@@ -26,6 +26,13 @@ pub struct Prediction {
     /// Predicted option index.
     pub pred: usize,
     pub logits: Vec<f32>,
+    /// Whitespace-separated words in the article, for breakdowns by length (tokenizer-free, so
+    /// runs of different models share buckets). Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub article_words: Option<usize>,
+    /// Whether the question is a cloze (has a `_` blank) rather than interrogative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloze: Option<bool>,
 }
 
 /// Batches of question indices: sorted by option count then length, so each batch pads only to
@@ -111,6 +118,8 @@ pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Predict
             label: q.label,
             pred: argmax(&l),
             logits: l,
+            article_words: Some(q.article.split_whitespace().count()),
+            cloze: Some(q.question.contains('_')),
         })
         .collect()
 }

@@ -2,7 +2,8 @@
 //!
 //! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
-//! inference, predictions), [`metrics`] (accuracy), [`cli`] (the command line).
+//! inference, predictions), [`metrics`] (accuracy), [`stats`] (intervals, paired tests), [`results`] (run records,
+//! leaderboards, ensembles, shards), [`cli`] (the command line).
 
 pub mod bench;
 pub mod cli;
@@ -11,3 +12,5 @@ pub mod eval;
 pub mod features;
 pub mod metrics;
 pub mod model;
+pub mod results;
+pub mod stats;

@@ -8,11 +8,14 @@ fn root() -> PathBuf {
 }
 
 fn race_eval(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_race-eval"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_race-eval"));
+    cmd.args(args).current_dir(root());
+    // eval writes a run record: keep the tests' records out of the checkout's results/
+    let records = tempfile::tempdir().unwrap();
+    if args.first() == Some(&"eval") {
+        cmd.arg("--output-dir").arg(records.path());
+    }
+    cmd.output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {

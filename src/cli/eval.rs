@@ -65,8 +65,11 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
         level: args.level,
         skip_invalid: args.skip_invalid,
     };
-    let dataset = data::load(&args.data, &opts)?;
-    if !dataset.skipped.is_empty() {
+    let mut dataset = data::load(&args.data, &opts)?;
+    if let Some(shard) = args.record.shard {
+        dataset.questions = shard.select(dataset.questions)?;
+    }
+    if !dataset.skipped.is_empty() && !args.quiet {
         eprintln!(
             "skipped {} invalid question(s) ({} problem(s)):",
             dataset.skipped_questions(),
@@ -124,6 +127,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.predictions {
         eval::write_predictions(path, &out.predictions)?;
     }
+    let run_dir = super::record::write(args, &out)?;
     let n = out.dataset.questions.len();
     println!(
         "race-eval: {} on {} (split {}, level {})",
@@ -143,6 +147,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.predictions {
         println!("predictions: {}", path.display());
     }
+    println!("run: {}", run_dir.display());
     Ok(())
 }
 

@@ -4,6 +4,14 @@
 pub mod bench;
 pub mod eval;
 pub mod info;
+// run records (issue #4)
+pub mod compare;
+pub mod ensemble;
+pub mod leaderboard;
+pub mod merge;
+pub mod plot;
+pub mod record;
+pub mod report;
 
 use std::path::PathBuf;
 
@@ -34,6 +42,19 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print a model's configuration and parameter counts (from config.json alone)
     Info(InfoArgs),
+    // run records (issue #4)
+    /// Rank published RACE results and local runs
+    Leaderboard(leaderboard::LeaderboardArgs),
+    /// Paired comparison of two runs on the same questions (exact McNemar test)
+    Compare(compare::CompareArgs),
+    /// Average the option probabilities of saved runs into a new run
+    Ensemble(ensemble::EnsembleArgs),
+    /// Combine the runs of `eval --shard I/N` into one run
+    Merge(merge::MergeArgs),
+    /// A run's record, accuracies with intervals and breakdowns
+    Report(report::ReportArgs),
+    /// Plot accuracy by level and article length for runs (SVG)
+    Plot(plot::PlotArgs),
     /// Measure speed: fixed shapes, ALBERT vs BERT sizes, or a real data set end to end
     Bench(bench::BenchArgs),
 }
@@ -71,9 +92,12 @@ pub struct EvalArgs {
     pub skip_invalid: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
-    /// No progress bars
+    /// No progress bars or notes: print only the results
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run record options (--output-dir, --shard)
+    #[command(flatten)]
+    pub record: record::RecordArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,8 +159,27 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Leaderboard(args) => leaderboard::run(&args),
+        Command::Compare(args) => compare::run(&args),
+        Command::Ensemble(args) => ensemble::run(&args),
+        Command::Merge(args) => merge::run(&args),
+        Command::Report(args) => report::run(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::Bench(args) => bench::run(&args),
     }
+}
+
+/// The lines printed for a run that ensemble or merge wrote.
+pub(crate) fn print_new_run(s: &crate::results::RunSummary, dir: &std::path::Path) {
+    let a = &s.accuracy.overall;
+    println!(
+        "{} questions, accuracy {}",
+        s.counts.questions,
+        a.accuracy
+            .map(|v| format!("{:.2}%", 100.0 * v))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!("run: {}", dir.display());
 }
 
 /// A progress bar over questions (hidden with --quiet or when stderr is not a terminal).
