@@ -2,11 +2,13 @@
 //!
 //! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
-//! inference, predictions), [`metrics`] (accuracy), [`cli`] (the command line).
+//! inference, predictions), [`metrics`] (accuracy), [`hub`] (models and datasets from the Hugging Face Hub), [`cli`] (the command
+//! line).
 
 pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod hub;
 pub mod metrics;
 pub mod model;
