@@ -172,3 +172,79 @@ impl TextEncoder {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qa_text_follows_race_utils() {
+        assert_eq!(
+            qa_text("Where is Tom?", "At home."),
+            "Where is Tom? At home."
+        );
+        assert_eq!(
+            qa_text("Tom went _ because _ .", "out"),
+            "Tom went out because out ."
+        );
+    }
+
+    fn encoder() -> TextEncoder {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/datasets/models/tiny-albert/tokenizer.json"
+        );
+        TextEncoder::from_file(Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn assemble_keeps_the_last_qa_tokens_and_the_first_article_tokens() {
+        let enc = encoder();
+        let ctx: Vec<u32> = (100..140).collect();
+        let qa: Vec<u32> = (200..220).collect();
+        let cfg = FormatConfig {
+            max_seq_len: 32,
+            max_qa_len: 8,
+        };
+        let (ids, types) = enc.assemble(&ctx, &qa, &cfg);
+        assert_eq!(ids.len(), 32);
+        assert_eq!(ids[0], enc.cls);
+        assert_eq!(&ids[1..22], &ctx[..21]);
+        assert_eq!(ids[22], enc.sep);
+        assert_eq!(&ids[23..31], &qa[12..]);
+        assert_eq!(ids[31], enc.sep);
+        assert_eq!(types.iter().filter(|&&t| t == 0).count(), 23);
+        assert!(types[23..].iter().all(|&t| t == 1));
+        // Short inputs are not padded or cut.
+        let (ids, _) = enc.assemble(&ctx[..3], &qa[..2], &cfg);
+        assert_eq!(ids.len(), 3 + 2 + 3);
+    }
+
+    #[test]
+    fn lengths_are_validated() {
+        assert!(FormatConfig {
+            max_seq_len: 512,
+            max_qa_len: 128
+        }
+        .validate(512)
+        .is_ok());
+        assert!(FormatConfig {
+            max_seq_len: 513,
+            max_qa_len: 128
+        }
+        .validate(512)
+        .is_err());
+        assert!(FormatConfig {
+            max_seq_len: 64,
+            max_qa_len: 61
+        }
+        .validate(512)
+        .is_err());
+        assert!(FormatConfig {
+            max_seq_len: 64,
+            max_qa_len: 0
+        }
+        .validate(512)
+        .is_err());
+    }
+}

@@ -15,7 +15,7 @@ fn err(field: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
-pub fn object<'a>(v: &'a Value) -> Result<&'a Map<String, Value>, String> {
+pub fn object(v: &Value) -> Result<&Map<String, Value>, String> {
     v.as_object()
         .ok_or_else(|| format!("expected a JSON object, found {}", kind(v)))
 }

@@ -95,6 +95,8 @@ impl Activation {
             Self::Sigmoid => candle_nn::ops::sigmoid(x),
             Self::Linear => Ok(x.clone()),
             Self::Laplace => {
+                // The reference's literals (transformers' LaplaceActivation), not 1/sqrt(2).
+                #[allow(clippy::approx_constant)]
                 let (mu, sigma) = (0.707107f64, 0.282095f64);
                 let z = ((x - mu)? / (sigma * std::f64::consts::SQRT_2))?;
                 (z.erf()? + 1.0)? * 0.5

@@ -105,7 +105,7 @@ impl AlbertConfig {
                 bail!("`{key}` must be at least 1, got 0");
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "`hidden_size` ({}) must be a multiple of `num_attention_heads` ({})",
                 self.hidden_size,
@@ -134,7 +134,7 @@ impl AlbertConfig {
                 bail!("`{key}` must be in [0, 1), got {p}");
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             bail!(
                 "`layer_norm_eps` must be positive, got {}",
                 self.layer_norm_eps

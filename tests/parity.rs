@@ -1,0 +1,208 @@
+//! Parity with the reference: token ids and logits of every fixture model on the sample, against
+//! what transformers computed (tests/fixtures/reference/*.json, made by scripts/make_fixtures.py).
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use race_eval::data::{self, LoadOptions};
+use race_eval::eval;
+use race_eval::features::{FormatConfig, TextEncoder};
+use race_eval::model::LoadedModel;
+use serde::Deserialize;
+
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Reference {
+    settings: Vec<Setting>,
+}
+
+#[derive(Deserialize)]
+struct Setting {
+    max_seq_len: usize,
+    max_qa_len: usize,
+    questions: Vec<RefQuestion>,
+}
+
+#[derive(Deserialize)]
+struct RefQuestion {
+    id: String,
+    question_index: usize,
+    label: usize,
+    input_ids: Vec<Vec<u32>>,
+    token_type_ids: Vec<Vec<u32>>,
+    logits: Vec<f32>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn reference(name: &str) -> Reference {
+    let path = root()
+        .join("tests/fixtures/reference")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn sample() -> data::Dataset {
+    data::load(
+        &root().join("datasets/sample/test.jsonl"),
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Checks ids and logits of one fixture model in both reference settings. Batches of 3
+/// questions exercise padding and the length sort; batch 1 runs each question unpadded.
+fn check_model(name: &str) {
+    let dir = root().join("datasets/models").join(name);
+    let reference = reference(name);
+    let ds = sample();
+    let encoder = TextEncoder::from_file(&dir.join("tokenizer.json")).unwrap();
+    let loaded = LoadedModel::load(&dir, DType::F32, &Device::Cpu, None).unwrap();
+    assert!(
+        loaded.report.initialised.is_empty(),
+        "{name}: {:?}",
+        loaded.report.initialised
+    );
+    assert!(
+        loaded.report.unused.is_empty(),
+        "{name}: {:?}",
+        loaded.report.unused
+    );
+    for setting in &reference.settings {
+        let cfg = FormatConfig {
+            max_seq_len: setting.max_seq_len,
+            max_qa_len: setting.max_qa_len,
+        };
+        let features = encoder.encode_all(&ds.questions, &cfg).unwrap();
+        assert_eq!(features.len(), setting.questions.len());
+        for ((q, f), r) in ds.questions.iter().zip(&features).zip(&setting.questions) {
+            assert_eq!(
+                (&q.passage_id, q.question_index, q.label),
+                (&r.id, r.question_index, r.label)
+            );
+            assert_eq!(
+                f.input_ids, r.input_ids,
+                "{name} {} ids (max_seq_len {})",
+                q.id, cfg.max_seq_len
+            );
+            assert_eq!(
+                f.token_type_ids, r.token_type_ids,
+                "{name} {} segment ids",
+                q.id
+            );
+            assert!(f.max_len() <= cfg.max_seq_len);
+        }
+        for batch_size in [1, 3] {
+            let logits =
+                eval::logits(&loaded.model, &features, batch_size, 0, &Device::Cpu, None).unwrap();
+            let mut worst = 0f32;
+            for (got, r) in logits.iter().zip(&setting.questions) {
+                assert_eq!(got.len(), r.logits.len());
+                for (a, b) in got.iter().zip(&r.logits) {
+                    worst = worst.max((a - b).abs());
+                }
+            }
+            assert!(
+                worst < TOLERANCE,
+                "{name}: max |logit - reference| = {worst} at max_seq_len {} batch {batch_size}",
+                cfg.max_seq_len
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_albert_embedding_ne_hidden_gelu_new() {
+    check_model("tiny-albert");
+}
+
+#[test]
+fn groups_and_inner_layers_gelu() {
+    check_model("groups-gelu");
+}
+
+#[test]
+fn relu_from_pytorch_bin() {
+    check_model("relu-bin");
+}
+
+#[test]
+fn sharded_safetensors_index() {
+    check_model("sharded");
+}
+
+#[test]
+fn checkpoint_without_albert_prefix() {
+    check_model("no-prefix");
+}
+
+#[test]
+fn tree_and_jsonl_give_the_same_questions() {
+    let tree = data::load(&root().join("datasets/sample"), &LoadOptions::default()).unwrap();
+    let jsonl = sample();
+    assert_eq!(tree.format, "race-tree");
+    assert_eq!(jsonl.format, "jsonl");
+    let key = |d: &data::Dataset| -> Vec<(String, String, Vec<String>, usize, String)> {
+        d.questions
+            .iter()
+            .map(|q| {
+                (
+                    q.id.clone(),
+                    q.question.clone(),
+                    q.options.clone(),
+                    q.label,
+                    q.article.to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(key(&tree), key(&jsonl));
+    assert_eq!(tree.passages(), jsonl.passages());
+}
+
+#[test]
+fn backbone_only_checkpoint_initialises_the_head_and_warns() {
+    let dir = root().join("datasets/models/mlm-backbone");
+    let loaded = LoadedModel::load(&dir, DType::F32, &Device::Cpu, None).unwrap();
+    let init = &loaded.report.initialised;
+    for name in [
+        "albert.pooler.weight",
+        "albert.pooler.bias",
+        "classifier.weight",
+        "classifier.bias",
+    ] {
+        assert!(
+            init.iter().any(|n| n == name),
+            "{name} not reported as initialised: {init:?}"
+        );
+    }
+    assert!(loaded
+        .report
+        .ignored
+        .iter()
+        .any(|n| n.starts_with("predictions.")));
+    let warning = loaded.report.warning().expect("a warning line");
+    assert!(!warning.contains('\n'));
+    assert!(
+        warning.contains("albert.pooler") && warning.contains("classifier"),
+        "{warning}"
+    );
+    assert_eq!(init.len(), 4, "only the head may be initialised: {init:?}");
+}
+
+#[test]
+fn trainable_load_registers_every_tensor_in_the_varmap() {
+    let dir = root().join("datasets/models/tiny-albert");
+    let varmap = candle_nn::VarMap::new();
+    let loaded = LoadedModel::load(&dir, DType::F32, &Device::Cpu, Some(&varmap)).unwrap();
+    let count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    assert_eq!(count, loaded.config.param_counts().multiple_choice);
+    assert!(varmap
+        .data()
+        .lock()
+        .unwrap()
+        .contains_key("classifier.weight"));
+}
