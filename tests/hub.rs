@@ -58,6 +58,8 @@ fn fixture_hub() -> HubServer {
         folder_files(&models.join("tiny-albert")),
     )
     .with_tag("v0", &v0_commit(), folder_files(&models.join("no-prefix")));
+    let mut tiny = tiny;
+    tiny.aliases.push("tiny-albert-legacy".into());
     let sharded = HubRepo::new(
         "models",
         "race-eval/sharded",
@@ -545,6 +547,10 @@ fn eval_through_the_hub_matches_the_same_files_used_locally() {
             "--predictions",
             local.to_str().unwrap(),
             "-q",
+            "--max-seq-len",
+            "128",
+            "--max-qa-len",
+            "32",
         ],
         false,
     ));
@@ -562,6 +568,10 @@ fn eval_through_the_hub_matches_the_same_files_used_locally() {
             "--predictions",
             hubbed.to_str().unwrap(),
             "-q",
+            "--max-seq-len",
+            "128",
+            "--max-qa-len",
+            "32",
         ],
         false,
     ));
@@ -604,6 +614,10 @@ fn eval_through_the_hub_matches_the_same_files_used_locally() {
             "--predictions",
             offline.to_str().unwrap(),
             "-q",
+            "--max-seq-len",
+            "128",
+            "--max-qa-len",
+            "32",
         ],
         true,
     ));
@@ -721,4 +735,65 @@ fn a_repo_with_only_spiece_model_gets_a_converted_tokenizer() {
         ours.encode(text, true).unwrap().get_ids(),
         theirs.encode(text, true).unwrap().get_ids()
     );
+}
+
+#[test]
+fn a_bare_legacy_name_follows_the_hubs_relative_redirects() {
+    let server = fixture_hub();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(&server, home.path());
+    let m = hub::resolve_model(&model("tiny-albert-legacy"), None, &cfg).unwrap();
+    // Cached under the name asked for, as Python does.
+    assert_eq!(
+        m.dir,
+        snapshot(home.path(), "models", "tiny-albert-legacy", &main_commit())
+    );
+    let want =
+        std::fs::read(manifest().join("datasets/models/tiny-albert/model.safetensors")).unwrap();
+    assert_eq!(
+        std::fs::read(m.dir.join("model.safetensors")).unwrap(),
+        want
+    );
+    let log = server.log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /api/models/tiny-albert-legacy/")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /tiny-albert-legacy/resolve/")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /race-eval/tiny-albert/resolve/")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_gated_repo_says_to_accept_its_conditions() {
+    let tiny = manifest().join("datasets/models/tiny-albert");
+    let mut gated = HubRepo::new(
+        "models",
+        "race-eval/gated",
+        &commit_hash("gated"),
+        folder_files(&tiny),
+    );
+    gated.gated = true;
+    let server = HubServer::start(vec![gated], None);
+    let home = tempfile::tempdir().unwrap();
+    let e = hub::resolve_model(
+        &model("race-eval/gated"),
+        None,
+        &config(&server, home.path()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("gated") && e.contains("403") && e.contains("HF_TOKEN"),
+        "{e}"
+    );
+    assert!(e.contains("race-eval/gated"), "{e}");
 }

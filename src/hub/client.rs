@@ -290,6 +290,11 @@ impl Client {
                         "{} {} was not found on {endpoint} (404){msg_hdr}: check the id (ORG/NAME; datasets as hub:ORG/NAME), or that a local folder by that name exists",
                         repo.kind.singular(), repo.id
                     )),
+                    (401 | 403, "GatedRepo") => HubFailure::Other(anyhow!(
+                        "{what} is in a gated repository ({code}){msg_hdr}: accept its conditions on {endpoint}/{}{} while logged in, then set HF_TOKEN to a read token of that account",
+                        if repo.kind == RepoKind::Dataset { "datasets/" } else { "" },
+                        repo.id
+                    )),
                     (401, _) => HubFailure::Other(anyhow!(
                         "{endpoint} refused {what} (401 unauthorized){msg_hdr}: the repository is private or gated, or does not exist. {}",
                         if self.cfg.token.is_some() {

@@ -87,6 +87,10 @@ pub struct HubRepo {
     pub refs: HashMap<String, String>,
     pub commits: HashMap<String, Vec<HubFile>>,
     pub private: bool,
+    /// Former ids (a renamed repo, or a legacy bare name): answered with a relative 307.
+    pub aliases: Vec<String>,
+    /// Listing is public, files answer 403 `GatedRepo` (conditions not accepted).
+    pub gated: bool,
 }
 
 impl HubRepo {
@@ -101,6 +105,8 @@ impl HubRepo {
             refs,
             commits,
             private: false,
+            aliases: Vec::new(),
+            gated: false,
         }
     }
 
@@ -229,7 +235,9 @@ fn status_text(code: u16) -> &'static str {
         200 => "OK",
         206 => "Partial Content",
         302 => "Found",
+        307 => "Temporary Redirect",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
         _ => "Status",
@@ -283,6 +291,17 @@ fn find_repo<'a>(st: &'a State, kind: &str, id: &str) -> Option<&'a HubRepo> {
     st.repos.iter().find(|r| r.kind == kind && r.id == id)
 }
 
+/// A relative 307 to the repo's current id, as the Hub answers for renamed repos.
+fn renamed(st: &State, kind: &str, id: &str, to: impl Fn(&str) -> String) -> Option<Reply> {
+    let repo = st
+        .repos
+        .iter()
+        .find(|r| r.kind == kind && r.aliases.iter().any(|a| a == id))?;
+    let mut r = reply(307, Vec::new());
+    r.headers.push(("Location".into(), to(&repo.id)));
+    Some(r)
+}
+
 fn authorized(st: &State, repo: &HubRepo, headers: &HashMap<String, String>) -> bool {
     if !repo.private {
         return true;
@@ -310,6 +329,11 @@ fn route(st: &State, target: &str, headers: &HashMap<String, String>) -> Reply {
         let Some((id, rev)) = rest.split_once("/revision/") else {
             return error(404, "", "bad api path");
         };
+        if let Some(r) = renamed(st, kind, id, |to| {
+            format!("/api/{kind}/{to}/revision/{rev}")
+        }) {
+            return r;
+        }
         let Some(repo) = find_repo(st, kind, id) else {
             return error(404, "RepoNotFound", "Repository not found");
         };
@@ -357,6 +381,10 @@ fn route(st: &State, target: &str, headers: &HashMap<String, String>) -> Reply {
     let Some((id, rest)) = rest.split_once("/resolve/") else {
         return error(404, "", "unknown path");
     };
+    let prefix = if kind == "datasets" { "/datasets" } else { "" };
+    if let Some(r) = renamed(st, kind, id, |to| format!("{prefix}/{to}/resolve/{rest}")) {
+        return r;
+    }
     let Some(repo) = find_repo(st, kind, id) else {
         return error(404, "RepoNotFound", "Repository not found");
     };
@@ -373,6 +401,9 @@ fn route(st: &State, target: &str, headers: &HashMap<String, String>) -> Reply {
     let Some((commit, files)) = commit_of(repo, rev) else {
         return error(404, "RevisionNotFound", "Invalid rev id");
     };
+    if repo.gated {
+        return error(403, "GatedRepo", "Access to this model is restricted");
+    }
     let Some(f) = files.iter().find(|f| f.path == file) else {
         return error(404, "EntryNotFound", "Entry not found");
     };
