@@ -74,6 +74,8 @@ impl HubConfig {
             .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
             .map(PathBuf::from)
             .unwrap_or_else(|| hf_home.join("hub"));
+        // Absolute, so snapshot links and messages do not depend on the working directory.
+        let cache_dir = std::path::absolute(&cache_dir).unwrap_or(cache_dir);
         let token = var("HF_TOKEN")
             .or_else(|| {
                 let path = var("HF_TOKEN_PATH")
@@ -178,6 +180,8 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("/data/hf/hub"));
         let c = cfg(&[("HF_HOME", "/data/hf"), ("HF_HUB_CACHE", "/fast/hub")]);
         assert_eq!(c.cache_dir, PathBuf::from("/fast/hub"));
+        let c = cfg(&[("HF_HUB_CACHE", "rel/hub")]);
+        assert!(c.cache_dir.is_absolute() && c.cache_dir.ends_with("rel/hub"));
         let c = cfg(&[("HF_ENDPOINT", "http://127.0.0.1:9/")]);
         assert_eq!(c.endpoint, "http://127.0.0.1:9");
     }

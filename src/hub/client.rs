@@ -174,6 +174,8 @@ impl Client {
             files: info
                 .siblings
                 .into_iter()
+                // A name that would leave the snapshot folder is never fetched.
+                .filter(|s| is_safe_path(&s.rfilename))
                 .map(|s| RemoteFile {
                     size: s.lfs.and_then(|l| l.size).or(s.size),
                     path: s.rfilename,
@@ -322,6 +324,16 @@ impl Client {
     }
 }
 
+/// A relative `/`-separated path that stays inside its folder.
+pub fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// Checks a fresh download against the listing's size and the ETag its blob is named by;
 /// a bad file is removed (blob and snapshot link) so it is never used.
 fn verify(path: &Path, file: &RemoteFile) -> Result<()> {
@@ -389,6 +401,23 @@ fn hash_file(path: &Path, mut update: impl FnMut(&[u8])) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_paths_inside_the_snapshot_are_safe() {
+        assert!(is_safe_path("config.json"));
+        assert!(is_safe_path("all/test-00000-of-00001.parquet"));
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a\\..\\b",
+        ] {
+            assert!(!is_safe_path(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn content_checks_size_sha256_and_git_sha1() {

@@ -280,7 +280,7 @@ pub fn shard_names(index: &Path) -> Result<Vec<String>> {
     names.sort();
     names.dedup();
     for n in &names {
-        if n.contains("..") || n.starts_with('/') {
+        if !client::is_safe_path(n) {
             bail!("{} names shard {n:?} outside its folder", index.display());
         }
     }
