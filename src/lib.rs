@@ -3,13 +3,14 @@
 //! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
 //! inference, predictions), [`metrics`] (accuracy), [`stats`] (intervals, paired tests), [`results`] (run records,
-//! leaderboards, ensembles, shards), [`cli`] (the command line).
+//! leaderboards, ensembles, shards), [`hub`] (models and datasets from the Hugging Face Hub), [`cli`] (the command line).
 
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod features;
+pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod results;

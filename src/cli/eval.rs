@@ -9,27 +9,9 @@ use super::{parse_device, progress, EvalArgs};
 use crate::data::{self, LoadOptions};
 use crate::eval;
 use crate::features::{FormatConfig, TextEncoder};
+use crate::hub;
 use crate::metrics::{Accuracy, LevelScores};
 use crate::model::{AlbertConfig, LoadedModel};
-
-/// A model folder with the files eval needs, checked up front so errors say what is missing.
-fn check_model_dir(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        bail!(
-            "--model {}: no such folder (expected config.json, tokenizer.json and weights in it)",
-            dir.display()
-        );
-    }
-    for file in ["config.json", "tokenizer.json"] {
-        if !dir.join(file).is_file() {
-            bail!(
-                "--model {}: {file} is missing from the model folder",
-                dir.display()
-            );
-        }
-    }
-    Ok(())
-}
 
 /// Everything one evaluation produced, for printing and for run records.
 pub struct EvalOutcome {
@@ -47,8 +29,10 @@ pub struct EvalOutcome {
 /// Loads data and model, tokenises and runs: the whole of `eval` but the output.
 pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let model_dir: &Path = &args.model;
-    check_model_dir(model_dir)?;
+    let mut hub_cfg = hub::HubConfig::from_env();
+    hub_cfg.progress = !args.quiet;
+    let model = hub::resolve_model(&args.model, args.revision.as_deref(), &hub_cfg)?;
+    let model_dir: &Path = &model.dir;
     let device = parse_device(&args.runtime.device)?;
     let config = AlbertConfig::from_file(&model_dir.join("config.json"))?;
     let format = FormatConfig {
@@ -65,7 +49,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
         level: args.level,
         skip_invalid: args.skip_invalid,
     };
-    let mut dataset = data::load(&args.data, &opts)?;
+    let data_path = hub::resolve_data(&args.data, &args.split, args.level, &hub_cfg)?;
+    let mut dataset = data::load(&data_path, &opts)?;
     if let Some(shard) = args.record.shard {
         dataset.questions = shard.select(dataset.questions)?;
     }
@@ -80,7 +65,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
         }
     }
 
-    let encoder = TextEncoder::from_file(&model_dir.join("tokenizer.json"))?;
+    let encoder = TextEncoder::new(model.load_tokenizer()?)?;
     let features = encoder.encode_all(&dataset.questions, &format)?;
 
     let loaded = LoadedModel::load(model_dir, args.runtime.dtype.dtype(), &device, None)?;

@@ -2,6 +2,7 @@
 //! `main.rs` only calls [`run`]; each subcommand lives in its own file.
 
 pub mod bench;
+pub mod download;
 pub mod eval;
 pub mod info;
 // run records (issue #4)
@@ -57,17 +58,25 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Measure speed: fixed shapes, ALBERT vs BERT sizes, or a real data set end to end
     Bench(bench::BenchArgs),
+    /// Fetch a Hub model or dataset into the Hugging Face cache (for offline machines)
+    Download(DownloadArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model folder in the Hub's layout: config.json, tokenizer.json, and model.safetensors,
-    /// pytorch_model.bin or a sharded *.index.json
-    #[arg(long, value_name = "DIR")]
+    /// Model folder in the Hub's layout (config.json, tokenizer.json or spiece.model, and
+    /// model.safetensors, pytorch_model.bin or a sharded *.index.json), or a Hub model id
+    /// ORG/NAME or NAME, optionally ID@REVISION. A local folder wins when it exists.
+    #[arg(long, value_name = "DIR|ID")]
     pub model: PathBuf,
+    /// Branch, tag or commit of a Hub model
+    #[arg(long)]
+    pub revision: Option<String>,
     /// RACE data: a tree (RACE/{train,dev,test}/{middle,high}/*.txt), a folder with
-    /// SPLIT.jsonl, or a JSON-lines file with one question per line
-    #[arg(long, value_name = "PATH")]
+    /// SPLIT.jsonl or SPLIT[-*].parquet, a .jsonl or .parquet file with one question per line
+    /// or row, or a Hub dataset hub:ORG/NAME[/CONFIG][@REVISION] (e.g. hub:ehovy/race; the
+    /// config defaults to the one named by --level, else `all`)
+    #[arg(long, value_name = "PATH|hub:ID")]
     pub data: PathBuf,
     /// Split to read from a tree or folder (dev is also accepted as validation)
     #[arg(long, default_value = "test")]
@@ -155,6 +164,19 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct DownloadArgs {
+    /// A Hub model id (ORG/NAME or NAME, optionally @REVISION) or dataset (hub:ORG/NAME,
+    /// hub:ORG/NAME/CONFIG for one config, optionally @REVISION)
+    pub repo: String,
+    /// Branch, tag or commit
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// No progress bars
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(&args),
@@ -166,6 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Download(args) => download::run(&args),
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Row {
     pub label: usize,
 }
 
-fn parse_row(value: &Value) -> Result<Row, FieldError> {
+pub(super) fn parse_row(value: &Value) -> Result<Row, FieldError> {
     let obj = fields::object(value).map_err(|m| FieldError {
         field: "(line)".into(),
         message: m,

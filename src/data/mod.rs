@@ -5,6 +5,7 @@
 mod error;
 mod fields;
 mod jsonl;
+pub mod parquet;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -149,11 +150,16 @@ pub enum DataSource {
     Tree(PathBuf),
     /// One question per line.
     Jsonl(PathBuf),
+    /// One question per row (the Hub's layout), possibly in several shards.
+    Parquet(Vec<PathBuf>),
 }
 
 impl DataSource {
     pub fn resolve(path: &Path, split: &str) -> Result<DataSource> {
         if path.is_file() {
+            if path.extension().is_some_and(|e| e == "parquet") {
+                return Ok(DataSource::Parquet(vec![path.to_path_buf()]));
+            }
             return Ok(DataSource::Jsonl(path.to_path_buf()));
         }
         if !path.is_dir() {
@@ -173,11 +179,15 @@ impl DataSource {
                 }
             }
         }
+        let shards = parquet::split_files(path, split);
+        if !shards.is_empty() {
+            return Ok(DataSource::Parquet(shards));
+        }
         if has_levels(path) {
             return Ok(DataSource::Tree(path.to_path_buf()));
         }
         bail!(
-            "no RACE data for split `{split}` under {p}: expected {p}/RACE/{split}/{{middle,high}}/*.txt, {p}/{split}/{{middle,high}}/*.txt or {p}/{split}.jsonl",
+            "no RACE data for split `{split}` under {p}: expected {p}/RACE/{split}/{{middle,high}}/*.txt, {p}/{split}/{{middle,high}}/*.txt, {p}/{split}.jsonl or {p}/{split}[-*].parquet",
             p = path.display()
         )
     }
@@ -191,6 +201,13 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let (mut ds, source) = match DataSource::resolve(path, &opts.split)? {
         DataSource::Tree(dir) => (tree::load(&dir, opts.level)?, dir),
         DataSource::Jsonl(file) => (jsonl::load(&file)?, file),
+        DataSource::Parquet(files) => {
+            let source = match files.as_slice() {
+                [one] => one.clone(),
+                many => many[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+            };
+            (parquet::load(&files)?, source)
+        }
     };
     ds.questions.retain(|q| opts.level.keeps(q.level));
     if !ds.skipped.is_empty() && !opts.skip_invalid {
