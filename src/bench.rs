@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 use candle_transformers::models::bert;
 use serde::Serialize;
 
@@ -68,23 +69,44 @@ pub enum BenchModel {
     Bert(Box<bert::BertModel>, bert::Config),
 }
 
+/// Every tensor drawn from its initialiser as a plain tensor: inference weights, not trainable
+/// variables, so timing sees the same kernels as `eval`.
+struct RandomWeights;
+
+impl SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        s: Shape,
+        _: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        Ok(init.var(s, dtype, dev)?.as_tensor().detach())
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights: `{name}` has no shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
+fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone())
+}
+
 impl BenchModel {
     pub fn random_albert(cfg: &AlbertConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
-        Ok(Self::Albert(
-            Box::new(AlbertForMultipleChoice::load(vb, cfg)?),
-            cfg.clone(),
-        ))
+        let model = AlbertForMultipleChoice::load(random_weights(dtype, device), cfg)?;
+        Ok(Self::Albert(Box::new(model), cfg.clone()))
     }
 
     pub fn random_bert(cfg: &bert::Config, dtype: DType, device: &Device) -> Result<Self> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
-        Ok(Self::Bert(
-            Box::new(bert::BertModel::load(vb, cfg)?),
-            cfg.clone(),
-        ))
+        let model = bert::BertModel::load(random_weights(dtype, device), cfg)?;
+        Ok(Self::Bert(Box::new(model), cfg.clone()))
     }
 
     pub fn params(&self) -> usize {

@@ -14,12 +14,30 @@ fn fast_path(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op()
 }
 
-/// tanh(u) = expm1(2u) / (expm1(2u) + 2), exact near 0; |u| is clamped at 10, where tanh is 1
-/// in f32.
-#[inline]
+/// e^x for f32 without a libm call, so loops over it vectorise: x = n ln 2 + r with |r| <= ln2/2,
+/// e^r by its degree-6 Taylor polynomial (relative error below 2e-7 over that range), and 2^n
+/// put straight into the exponent bits. Inputs are clamped to [-87, 88], where f32 e^x neither
+/// overflows nor goes subnormal.
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2_E).round();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// tanh(u) = 1 - 2 / (e^{2u} + 1): with [`exp_fast`], within 3e-7 of libm's tanhf and several
+/// times faster.
+#[inline(always)]
 fn tanh_fast(u: f32) -> f32 {
-    let e = (2.0 * u.clamp(-10.0, 10.0)).exp_m1();
-    e / (e + 2.0)
+    1.0 - 2.0 / (exp_fast(2.0 * u) + 1.0)
 }
 
 #[inline]
@@ -156,6 +174,16 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-6, "{diff}");
+        for i in -4000..4000 {
+            let u = i as f32 * 0.005;
+            assert!((tanh_fast(u) - u.tanh()).abs() < 3e-7, "tanh({u})");
+            let e = exp_fast(u * 4.0);
+            assert!(
+                (e - (u * 4.0).exp()).abs() <= 3e-7 * (u * 4.0).exp(),
+                "exp({})",
+                u * 4.0
+            );
+        }
         // Large inputs saturate instead of overflowing.
         let big = Tensor::new(&[-100f32, -20.0, 0.0, 20.0, 100.0], &Device::Cpu).unwrap();
         let v = gelu_tanh(&big).unwrap().to_vec1::<f32>().unwrap();
