@@ -2,17 +2,17 @@
 //! `AlbertAttention`, eager path): LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{Linear, Module, VarBuilder};
 
 use super::config::AlbertConfig;
-use super::layers::{dropout, layer_norm, linear};
+use super::layers::{dropout, layer_norm, linear, softmax_last_dim, Norm};
 
 pub struct AlbertAttention {
     query: Linear,
     key: Linear,
     value: Linear,
     dense: Linear,
-    norm: LayerNorm,
+    norm: Norm,
     heads: usize,
     head_dim: usize,
     attention_dropout: f64,
@@ -51,7 +51,7 @@ impl AlbertAttention {
         let v = self.split_heads(&self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = softmax_last_dim(&scores)?;
         let probs = dropout(&probs, self.attention_dropout, train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let projected = dropout(&self.dense.forward(&context)?, self.output_dropout, train)?;

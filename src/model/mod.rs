@@ -11,6 +11,7 @@ pub mod encoder;
 mod layers;
 pub mod multiple_choice;
 pub mod presets;
+pub mod seeded_dropout;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
