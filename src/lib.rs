@@ -10,3 +10,4 @@ pub mod eval;
 pub mod features;
 pub mod metrics;
 pub mod model;
+pub mod train;

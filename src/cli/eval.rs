@@ -80,8 +80,19 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let encoder = TextEncoder::from_file(&model_dir.join("tokenizer.json"))?;
     let features = encoder.encode_all(&dataset.questions, &format)?;
 
-    let loaded = LoadedModel::load(model_dir, args.runtime.dtype.dtype(), &device, None)?;
-    if let Some(w) = loaded.report.warning() {
+    crate::train::head::refuse_head_as_model(model_dir)?;
+    // --head: load the base model with its tensors as variables, then set the head's into them.
+    let varmap = args.head.as_ref().map(|_| candle_nn::VarMap::new());
+    let loaded = LoadedModel::load(
+        model_dir,
+        args.runtime.dtype.dtype(),
+        &device,
+        varmap.as_ref(),
+    )?;
+    if let (Some(head), Some(vm)) = (&args.head, &varmap) {
+        crate::train::head::apply_head(head, model_dir, &config, &loaded.weight_files, vm)?;
+    }
+    if let Some(w) = loaded.report.warning().filter(|_| args.head.is_none()) {
         eprintln!("{w}");
     }
     if !loaded.report.unused.is_empty() {

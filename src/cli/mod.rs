@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod info;
+pub mod train;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print a model's configuration and parameter counts (from config.json alone)
     Info(InfoArgs),
+    /// Fine-tune on RACE: the full ALBERT recipe, or --head-only on cached features
+    Train(Box<train::TrainArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -41,6 +44,9 @@ pub struct EvalArgs {
     /// pytorch_model.bin or a sharded *.index.json
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// A head trained by `race-eval train --head-only` for --model (checked against its weights)
+    #[arg(long, value_name = "DIR")]
+    pub head: Option<PathBuf>,
     /// RACE data: a tree (RACE/{train,dev,test}/{middle,high}/*.txt), a folder with
     /// SPLIT.jsonl, or a JSON-lines file with one question per line
     #[arg(long, value_name = "PATH")]
@@ -132,6 +138,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Train(args) => train::run(&args),
     }
 }
 
