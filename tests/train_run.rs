@@ -80,9 +80,17 @@ fn full_finetuning_learns_the_synthetic_task() -> anyhow::Result<()> {
         "config.json",
         "tokenizer.json",
         "loss.csv",
+        "loss.svg",
     ] {
         assert!(out.join(f).is_file(), "{f} is written");
     }
+    let meta = race_eval::train::head::read_meta(&out)?;
+    assert_eq!(meta.mode, Mode::Full);
+    assert_eq!(meta.steps_done, 400);
+    assert_eq!(meta.best, Some(best));
+    assert_eq!(meta.dev_history, report.dev_history);
+    assert_eq!(meta.base_weights_hash.len(), 64);
+    assert_eq!(meta.hyperparameters.lr, 3e-3);
     let csv = std::fs::read_to_string(out.join("loss.csv"))?;
     assert_eq!(csv.lines().count(), 401, "a header and one line per step");
     let evaluated = evaluate(&out, None, &data)?;
@@ -165,7 +173,7 @@ fn head_only_trains_on_cached_features_and_loads_in_eval() -> anyhow::Result<()>
         &model,
         &data,
         &tmp.path().join("heads/again"),
-        config,
+        config.clone(),
     ))?;
     assert_eq!(again.cache_hit, Some(true));
     assert_eq!(again.best, report.best, "same seed, same result");
@@ -175,6 +183,39 @@ fn head_only_trains_on_cached_features_and_loads_in_eval() -> anyhow::Result<()>
         (evaluated - best.accuracy).abs() < 1e-9,
         "{evaluated} vs {best:?}"
     );
+
+    // --train-pooler on a backbone without a pooler (a masked-LM checkpoint): the pooler and
+    // classifier train on cached [CLS] states, are saved together, and eval applies both.
+    let mlm = common::repo("datasets/models/mlm-backbone");
+    let pooler_out = tmp.path().join("heads/pooler");
+    let pooled = train(&options(
+        &mlm,
+        &data,
+        &pooler_out,
+        TrainConfig {
+            mode: Mode::HeadPooler,
+            total_steps: 40,
+            eval_every: 20,
+            ..config.clone()
+        },
+    ))?;
+    eprintln!("head+pooler on mlm-backbone: {:?}", pooled.dev_history);
+    let mut names: Vec<_> = files::load_tensors(&pooler_out.join("head.safetensors"))?
+        .into_keys()
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "albert.pooler.bias",
+            "albert.pooler.weight",
+            "classifier.bias",
+            "classifier.weight"
+        ]
+    );
+    let evaluated = evaluate(&mlm, Some(&pooler_out), &data)?;
+    let want = pooled.best.unwrap().accuracy;
+    assert!((evaluated - want).abs() < 1e-9, "{evaluated} vs {want}");
 
     let err = evaluate(
         &common::repo("datasets/models/groups-gelu"),

@@ -283,6 +283,35 @@ fn write_loss_csv(path: &Path, log: &[LossPoint], dev: &[DevPoint]) -> Result<()
     files::write_text(path, &s)
 }
 
+/// A small SVG of the loss per step (and dev accuracy points), next to loss.csv.
+pub fn loss_svg(log: &[LossPoint], dev: &[DevPoint]) -> String {
+    let (w, h, pad) = (640.0, 320.0, 40.0);
+    let n = log.len().max(2) as f64;
+    let max_loss = log.iter().map(|p| p.loss).fold(1e-9, f64::max);
+    let x = |step: usize| pad + (w - 2.0 * pad) * (step as f64 - 1.0) / (n - 1.0);
+    let y = |v: f64, max: f64| h - pad - (h - 2.0 * pad) * (v / max).clamp(0.0, 1.0);
+    let loss: Vec<String> = log
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x(p.step), y(p.loss, max_loss)))
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{pad}\" y=\"20\" font-size=\"12\">loss (blue, max {max_loss:.3}) and dev accuracy (red, 0-100%) over {} steps</text>\n\
+         <polyline fill=\"none\" stroke=\"steelblue\" points=\"{}\"/>\n",
+        log.len(),
+        loss.join(" ")
+    );
+    for d in dev {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"crimson\"/>\n",
+            x(d.step),
+            y(d.accuracy, 1.0)
+        );
+    }
+    svg + "</svg>\n"
+}
+
 /// Runs `race-eval train`.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let cfg = &opts.config;
@@ -593,6 +622,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 &opts.output.join("loss.csv"),
                 &state.loss_log,
                 &state.dev_history,
+            )?;
+            files::write_text(
+                &opts.output.join("loss.svg"),
+                &loss_svg(&state.loss_log, &state.dev_history),
             )?;
         }
     }
