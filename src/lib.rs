@@ -2,7 +2,8 @@
 //!
 //! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
-//! inference, predictions), [`metrics`] (accuracy), [`cli`] (the command line).
+//! inference, predictions), [`metrics`] (accuracy), [`train`] (fine-tuning: full and head-only),
+//! [`cli`] (the command line).
 
 pub mod cli;
 pub mod data;

@@ -198,7 +198,7 @@ pub fn effective_config(base: &AlbertConfig, cfg: &TrainConfig) -> AlbertConfig 
 }
 
 /// Builds the multiple-choice model from `files` with `config`; with `varmap`, every weight
-/// becomes trainable.
+/// becomes trainable. Head tensors missing from the checkpoint are initialised.
 pub fn build_model(
     files: &[PathBuf],
     config: &AlbertConfig,
@@ -206,12 +206,11 @@ pub fn build_model(
     varmap: Option<&VarMap>,
 ) -> Result<AlbertForMultipleChoice> {
     let ckpt = weights::Checkpoint::load(files)?;
-    let (model, report) = weights::build_from_checkpoint(ckpt, DType::F32, device, varmap, |vb| {
-        AlbertForMultipleChoice::load(vb, config)
-    })?;
-    if let Some(w) = report.warning() {
-        eprintln!("{w}");
-    }
+    // No warning for missing head tensors: training initialises and trains them.
+    let (model, _report) =
+        weights::build_from_checkpoint(ckpt, DType::F32, device, varmap, |vb| {
+            AlbertForMultipleChoice::load(vb, config)
+        })?;
     Ok(model)
 }
 
