@@ -98,6 +98,48 @@ fn full_finetuning_learns_the_synthetic_task() -> anyhow::Result<()> {
         (evaluated - best.accuracy).abs() < 1e-9,
         "{evaluated} vs {best:?}"
     );
+
+    // Head-only on that backbone with its classifier removed: a new head trained on cached
+    // pooled features beats chance by far.
+    let backbone = tmp.path().join("backbone");
+    std::fs::create_dir_all(&backbone)?;
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(out.join(f), backbone.join(f))?;
+    }
+    let mut tensors = files::load_tensors(&out.join("model.safetensors"))?;
+    let all = tensors.len();
+    tensors.retain(|name, _| !name.starts_with("classifier."));
+    assert_eq!(
+        tensors.len(),
+        all - 2,
+        "classifier.weight and .bias removed"
+    );
+    files::save_tensors(&backbone.join("model.safetensors"), &tensors)?;
+    let head_cfg = TrainConfig {
+        mode: Mode::HeadOnly,
+        lr: 1e-2,
+        warmup_steps: 20,
+        total_steps: 200,
+        batch_size: 32,
+        micro_batch_size: 32,
+        eval_every: 50,
+        seed: 4,
+        format: small_format(),
+        ..TrainConfig::default()
+    };
+    let head_out = tmp.path().join("heads/head-on-tuned");
+    let head = train(&options(&backbone, &data, &head_out, head_cfg))?;
+    eprintln!(
+        "head-only on the fine-tuned backbone: {:?}",
+        head.dev_history
+    );
+    let head_best = head.best.unwrap().accuracy;
+    assert!(head_best >= 0.40, "head-only {head_best:.3} vs chance 0.25");
+    let evaluated = evaluate(&backbone, Some(&head_out), &data)?;
+    assert!(
+        (evaluated - head_best).abs() < 1e-9,
+        "{evaluated} vs {head_best}"
+    );
     Ok(())
 }
 
