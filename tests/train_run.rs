@@ -460,6 +460,23 @@ fn faults_are_reported_clearly() -> anyhow::Result<()> {
         );
     }
 
+    // Saving fails (simulated: the temporary checkpoint folder cannot be created): the error
+    // says so and the previous checkpoint stays usable; resuming from it then works.
+    let mut o = options(&model, &data, &out("disk"), config.clone());
+    o.stop_after = Some(2);
+    train(&o)?;
+    std::fs::write(out("disk").join("checkpoint.tmp"), "in the way")?;
+    let mut o = options(&model, &data, &out("disk"), config.clone());
+    o.resume = true;
+    let err = err_of(&o);
+    assert!(err.contains("previous checkpoint is kept"), "{err}");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        out("disk").join("checkpoint/state.json"),
+    )?)?;
+    assert_eq!(state["step"], 2, "the step-2 checkpoint is intact");
+    std::fs::remove_file(out("disk").join("checkpoint.tmp"))?;
+    assert_eq!(train(&o)?.steps_done, 6, "and resumes");
+
     // A backbone without a pooler cannot give pooled features.
     let err = err_of(&options(
         &common::repo("datasets/models/mlm-backbone"),
