@@ -81,17 +81,21 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let features = encoder.encode_all(&dataset.questions, &format)?;
 
     crate::train::head::refuse_head_as_model(model_dir)?;
-    // --head: load the base model with its tensors as variables, then set the head's into them.
-    let varmap = args.head.as_ref().map(|_| candle_nn::VarMap::new());
-    let loaded = LoadedModel::load(
+    // --head: the base model with the head's tensors in place of its own.
+    let overrides = match &args.head {
+        Some(head) => {
+            let files = crate::model::weights::find_weight_files(model_dir)?;
+            crate::train::head::head_tensors(head, model_dir, &config, &files)?.1
+        }
+        None => Default::default(),
+    };
+    let loaded = LoadedModel::load_with_overrides(
         model_dir,
         args.runtime.dtype.dtype(),
         &device,
-        varmap.as_ref(),
+        None,
+        overrides,
     )?;
-    if let (Some(head), Some(vm)) = (&args.head, &varmap) {
-        crate::train::head::apply_head(head, model_dir, &config, &loaded.weight_files, vm)?;
-    }
     if let Some(w) = loaded.report.warning().filter(|_| args.head.is_none()) {
         eprintln!("{w}");
     }

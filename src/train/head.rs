@@ -4,15 +4,17 @@
 //! or `model.safetensors` (full: every weight, so the folder is a model folder itself),
 //! `meta.json`, `config.json`, `tokenizer.json`, `loss.csv`, and `checkpoint/` while training.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_nn::VarMap;
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::files;
 use super::trainer::DevPoint;
 use super::{Mode, TrainConfig};
+use crate::model::weights::canonical_name;
 use crate::model::AlbertConfig;
 
 pub const HEAD_FILE: &str = "head.safetensors";
@@ -69,15 +71,14 @@ pub fn refuse_head_as_model(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the head in `head_dir` was trained on this base model and loads its tensors into
-/// the base model's `varmap`. Returns the head's metadata.
-pub fn apply_head(
+/// Checks that the head in `head_dir` was trained on this base model and returns its tensors
+/// (canonical names), to load with [`crate::model::LoadedModel::load_with_overrides`].
+pub fn head_tensors(
     head_dir: &Path,
     base_dir: &Path,
     base_config: &AlbertConfig,
     base_weight_files: &[PathBuf],
-    varmap: &VarMap,
-) -> Result<HeadMeta> {
+) -> Result<(HeadMeta, HashMap<String, Tensor>)> {
     let meta = read_meta(head_dir)?;
     if meta.hidden_size != base_config.hidden_size {
         bail!(
@@ -102,23 +103,13 @@ pub fn apply_head(
     }
     let file = head_dir.join(&meta.weights_file);
     let tensors = files::load_tensors(&file)?;
-    let vars = varmap.data().lock().unwrap();
-    for (name, t) in &tensors {
-        let var = vars.get(name).with_context(|| {
-            format!(
-                "{} has tensor `{name}`, which the model does not have",
-                file.display()
-            )
-        })?;
-        if var.dims() != t.dims() {
+    for name in tensors.keys() {
+        if canonical_name(name).as_deref() != Some(name.as_str()) {
             bail!(
-                "{}: tensor `{name}` has shape {:?} but the base model's is {:?}: the head belongs to another base model",
-                file.display(),
-                t.dims(),
-                var.dims()
+                "{} has tensor `{name}`, which is not an ALBERT multiple-choice weight",
+                file.display()
             );
         }
-        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
-    Ok(meta)
+    Ok((meta, tensors))
 }
