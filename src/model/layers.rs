@@ -63,12 +63,61 @@ impl Module for Norm {
 }
 
 /// Softmax over the last dimension; differentiable when the input is tracked (candle's fused
-/// `softmax_last_dim` has no backward pass).
+/// `softmax_last_dim` has no backward pass). On CPU in f32 a fused op with its own backward
+/// pass keeps only the output for the gradient (the composite form keeps three tensors of the
+/// attention's size per layer).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.track_op() {
-        candle_nn::ops::softmax(x, candle_core::D::Minus1)
-    } else {
+    if !x.track_op() {
         candle_nn::ops::softmax_last_dim(x)
+    } else if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(SoftmaxWithGrad)
+    } else {
+        candle_nn::ops::softmax(x, candle_core::D::Minus1)
+    }
+}
+
+struct SoftmaxWithGrad;
+
+impl candle_core::CustomOp1 for SoftmaxWithGrad {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim-with-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(src) = storage else {
+            candle_core::bail!("softmax-last-dim-with-grad: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("softmax-last-dim-with-grad: input must be contiguous");
+        };
+        let src = &src[start..end];
+        let dim = *layout.dims().last().unwrap_or(&1);
+        let mut dst = vec![0f32; src.len()];
+        src.par_chunks(dim.max(1))
+            .zip(dst.par_chunks_mut(dim.max(1)))
+            .for_each(|(s, d)| {
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                for o in d.iter_mut() {
+                    *o /= sum;
+                }
+            });
+        Ok((candle_core::CpuStorage::F32(dst), layout.shape().clone()))
+    }
+
+    /// dx = y * (dy - sum(dy * y)) over the last dimension.
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(candle_core::D::Minus1)?;
+        Ok(Some((res * grad_res.broadcast_sub(&dot)?)?))
     }
 }
 
