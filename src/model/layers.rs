@@ -134,3 +134,35 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Result<Tensor> {
         None => candle_nn::ops::dropout(x, p as f32),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused training softmax gives the composite form's values and gradients.
+    #[test]
+    fn softmax_with_grad_matches_the_composite() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (2, 3, 7), &dev)?))?;
+        let w = Tensor::randn(0f32, 1.0, (2, 3, 7), &dev)?;
+        let fused = softmax_last_dim(x.as_tensor())?;
+        let composite = candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1)?;
+        let diff = (&fused - &composite)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "values differ by {diff}");
+        let g1 = (fused * &w)?.sum_all()?.backward()?;
+        let g2 = (composite * &w)?.sum_all()?.backward()?;
+        let (g1, g2) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        let diff = (g1 - g2)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let size = g2.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(size > 1e-3, "the gradient is not trivially zero");
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        Ok(())
+    }
+}
