@@ -12,12 +12,12 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::Question;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormatConfig {
     pub max_seq_len: usize,
     pub max_qa_len: usize,

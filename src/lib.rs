@@ -3,7 +3,8 @@
 //! Where things live: [`model`] (ALBERT in candle), [`data`] (RACE loaders and validation),
 //! [`features`] (tokenisation and formatting as ALBERT's RACE recipe), [`eval`] (batching,
 //! inference, predictions), [`metrics`] (accuracy), [`stats`] (intervals, paired tests), [`results`] (run records,
-//! leaderboards, ensembles, shards), [`hub`] (models and datasets from the Hugging Face Hub), [`cli`] (the command line).
+//! leaderboards, ensembles, shards), [`hub`] (models and datasets from the Hugging Face Hub), [`train`] (fine-tuning:
+//! full and head-only), [`cli`] (the command line).
 
 pub mod bench;
 pub mod cli;
@@ -15,3 +16,4 @@ pub mod metrics;
 pub mod model;
 pub mod results;
 pub mod stats;
+pub mod train;

@@ -68,8 +68,23 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let encoder = TextEncoder::new(model.load_tokenizer()?)?;
     let features = encoder.encode_all(&dataset.questions, &format)?;
 
-    let loaded = LoadedModel::load(model_dir, args.runtime.dtype.dtype(), &device, None)?;
-    if let Some(w) = loaded.report.warning() {
+    crate::train::head::refuse_head_as_model(model_dir)?;
+    // --head: the base model with the head's tensors in place of its own.
+    let overrides = match &args.head {
+        Some(head) => {
+            let files = crate::model::weights::find_weight_files(model_dir)?;
+            crate::train::head::head_tensors(head, model_dir, &config, &files)?.1
+        }
+        None => Default::default(),
+    };
+    let loaded = LoadedModel::load_with_overrides(
+        model_dir,
+        args.runtime.dtype.dtype(),
+        &device,
+        None,
+        overrides,
+    )?;
+    if let Some(w) = loaded.report.warning().filter(|_| args.head.is_none()) {
         eprintln!("{w}");
     }
     if !loaded.report.unused.is_empty() {

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod train;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Fetch a Hub model or dataset into the Hugging Face cache (for offline machines)
     Download(DownloadArgs),
+    /// Fine-tune on RACE: the full ALBERT recipe, or --head-only on cached features
+    Train(Box<train::TrainArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -72,6 +75,9 @@ pub struct EvalArgs {
     /// Branch, tag or commit of a Hub model
     #[arg(long)]
     pub revision: Option<String>,
+    /// A head trained by `race-eval train --head-only` for --model (checked against its weights)
+    #[arg(long, value_name = "DIR")]
+    pub head: Option<PathBuf>,
     /// RACE data: a tree (RACE/{train,dev,test}/{middle,high}/*.txt), a folder with
     /// SPLIT.jsonl or SPLIT[-*].parquet, a .jsonl or .parquet file with one question per line
     /// or row, or a Hub dataset hub:ORG/NAME[/CONFIG][@REVISION] (e.g. hub:ehovy/race; the
@@ -189,6 +195,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(args) => plot::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Download(args) => download::run(&args),
+        Command::Train(args) => train::run(&args),
     }
 }
 

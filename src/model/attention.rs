@@ -2,18 +2,18 @@
 //! `AlbertAttention`, eager path): LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{LayerNorm, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use super::config::AlbertConfig;
 use super::kernels;
-use super::layers::{dropout, layer_norm, linear, Linear};
+use super::layers::{dropout, layer_norm, linear, Linear, Norm};
 
 pub struct AlbertAttention {
     query: Linear,
     key: Linear,
     value: Linear,
     dense: Linear,
-    norm: LayerNorm,
+    norm: Norm,
     heads: usize,
     head_dim: usize,
     attention_dropout: f64,

@@ -3,16 +3,16 @@
 //! `hidden_size` lives in the encoder, as in the reference (`embedding_hidden_mapping_in`).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Module, VarBuilder};
+use candle_nn::{Embedding, Module, VarBuilder};
 
 use super::config::AlbertConfig;
-use super::layers::{dropout, embedding, layer_norm};
+use super::layers::{dropout, embedding, layer_norm, Norm};
 
 pub struct AlbertEmbeddings {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
-    norm: LayerNorm,
+    norm: Norm,
     dropout: f64,
 }
 

@@ -3,19 +3,19 @@
 //! `AlbertLayer`). Layer `i` runs every inner layer of group `int(i / (layers / groups))`.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{LayerNorm, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 use super::activation::Activation;
 use super::attention::AlbertAttention;
 use super::config::AlbertConfig;
-use super::layers::{layer_norm, linear, Linear};
+use super::layers::{layer_norm, linear, Linear, Norm};
 
 /// One transformer block: attention, then a post-LN feed-forward.
 pub struct AlbertLayer {
     attention: AlbertAttention,
     ffn: Linear,
     ffn_output: Linear,
-    norm: LayerNorm,
+    norm: Norm,
     activation: Activation,
 }
 

@@ -151,7 +151,8 @@ pub fn scaled_masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Resu
             },
         )
     } else {
-        candle_nn::ops::softmax_last_dim(&(scores * scale)?.broadcast_add(mask)?)
+        // Differentiable when training (see `layers::softmax_last_dim`).
+        super::layers::softmax_last_dim(&(scores * scale)?.broadcast_add(mask)?)
     }
 }
 

@@ -56,16 +56,138 @@ pub fn embedding(
     Ok(Embedding::new(w, width))
 }
 
-pub fn layer_norm(width: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+pub fn layer_norm(width: usize, eps: f64, vb: VarBuilder) -> Result<Norm> {
     let w = vb.get_with_hints(width, "weight", Init::Const(1.0))?;
     let b = vb.get_with_hints(width, "bias", Init::Const(0.0))?;
-    Ok(LayerNorm::new(w, b, eps))
+    Ok(Norm {
+        fused: LayerNorm::new(w.clone(), b.clone(), eps),
+        weight: w,
+        bias: b,
+        eps,
+    })
+}
+
+/// LayerNorm that stays differentiable when training: candle's fused kernel has no backward
+/// pass (gradients would silently stop there), so the composite form runs whenever the input
+/// or the weights are being tracked for gradients; the fused kernel otherwise.
+pub struct Norm {
+    fused: LayerNorm,
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.track_op() || self.weight.track_op() || self.bias.track_op() {
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps as f32)
+        } else {
+            self.fused.forward(x)
+        }
+    }
+}
+
+/// Softmax over the last dimension; differentiable when the input is tracked (candle's fused
+/// `softmax_last_dim` has no backward pass). On CPU in f32 a fused op with its own backward
+/// pass keeps only the output for the gradient (the composite form keeps three tensors of the
+/// attention's size per layer).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        candle_nn::ops::softmax_last_dim(x)
+    } else if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(SoftmaxWithGrad)
+    } else {
+        candle_nn::ops::softmax(x, candle_core::D::Minus1)
+    }
+}
+
+struct SoftmaxWithGrad;
+
+impl candle_core::CustomOp1 for SoftmaxWithGrad {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim-with-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(src) = storage else {
+            candle_core::bail!("softmax-last-dim-with-grad: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("softmax-last-dim-with-grad: input must be contiguous");
+        };
+        let src = &src[start..end];
+        let dim = *layout.dims().last().unwrap_or(&1);
+        let mut dst = vec![0f32; src.len()];
+        src.par_chunks(dim.max(1))
+            .zip(dst.par_chunks_mut(dim.max(1)))
+            .for_each(|(s, d)| {
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                for o in d.iter_mut() {
+                    *o /= sum;
+                }
+            });
+        Ok((candle_core::CpuStorage::F32(dst), layout.shape().clone()))
+    }
+
+    /// dx = y * (dy - sum(dy * y)) over the last dimension.
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (grad_res * res)?.sum_keepdim(candle_core::D::Minus1)?;
+        Ok(Some((res * grad_res.broadcast_sub(&dot)?)?))
+    }
 }
 
 pub fn dropout(x: &Tensor, p: f64, train: bool) -> Result<Tensor> {
-    if train && p > 0.0 {
-        candle_nn::ops::dropout(x, p as f32)
-    } else {
-        Ok(x.clone())
+    if !(train && p > 0.0) {
+        return Ok(x.clone());
+    }
+    match super::seeded_dropout::mask(x.elem_count(), p) {
+        // A seeded stream (training sets one per micro-batch) makes runs and resumes repeatable.
+        Some(mask) => {
+            let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+            x * mask
+        }
+        None => candle_nn::ops::dropout(x, p as f32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused training softmax gives the composite form's values and gradients.
+    #[test]
+    fn softmax_with_grad_matches_the_composite() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (2, 3, 7), &dev)?))?;
+        let w = Tensor::randn(0f32, 1.0, (2, 3, 7), &dev)?;
+        let fused = softmax_last_dim(x.as_tensor())?;
+        let composite = candle_nn::ops::softmax(x.as_tensor(), candle_core::D::Minus1)?;
+        let diff = (&fused - &composite)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "values differ by {diff}");
+        let g1 = (fused * &w)?.sum_all()?.backward()?;
+        let g2 = (composite * &w)?.sum_all()?.backward()?;
+        let (g1, g2) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        let diff = (g1 - g2)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let size = g2.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(size > 1e-3, "the gradient is not trivially zero");
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        Ok(())
     }
 }

@@ -12,12 +12,14 @@ pub mod kernels;
 mod layers;
 pub mod multiple_choice;
 pub mod presets;
+pub mod seeded_dropout;
 pub mod weights;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
 pub use config::{AlbertConfig, ParamCounts};
@@ -42,9 +44,24 @@ impl LoadedModel {
         device: &Device,
         varmap: Option<&VarMap>,
     ) -> Result<Self> {
+        Self::load_with_overrides(dir, dtype, device, varmap, HashMap::new())
+    }
+
+    /// As [`LoadedModel::load`], with some tensors (canonical names) replaced, e.g. by a head
+    /// trained with `race-eval train --head-only`.
+    pub fn load_with_overrides(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        varmap: Option<&VarMap>,
+        overrides: HashMap<String, Tensor>,
+    ) -> Result<Self> {
         let config = AlbertConfig::from_file(&dir.join("config.json"))?;
         let weight_files = weights::find_weight_files(dir)?;
-        let ckpt = weights::Checkpoint::load(&weight_files)?;
+        let mut ckpt = weights::Checkpoint::load(&weight_files)?;
+        for (name, tensor) in overrides {
+            ckpt.set(&name, tensor);
+        }
         let (model, report) = weights::build_from_checkpoint(ckpt, dtype, device, varmap, |vb| {
             AlbertForMultipleChoice::load(vb, &config)
         })

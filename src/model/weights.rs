@@ -137,6 +137,12 @@ impl Checkpoint {
             .map(|(t, i)| (t, self.files[*i].as_path()))
     }
 
+    /// Replaces (or adds) tensor `name` (canonical), e.g. with a trained head's; it counts as
+    /// coming from the first file.
+    pub fn set(&mut self, name: &str, tensor: Tensor) {
+        self.tensors.insert(name.to_string(), (tensor, 0));
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.tensors.keys()
     }

@@ -1,0 +1,116 @@
+//! Head-only training: backbone outputs for every (question, option), computed once with the
+//! frozen backbone and cached on disk as safetensors, keyed by the weights hash, the data hash,
+//! the formatting and the kind of feature.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use indicatif::ProgressBar;
+
+use super::files;
+use crate::eval;
+use crate::features::{Features, FormatConfig};
+use crate::model::AlbertForMultipleChoice;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// The pooler's output (what the classifier reads).
+    Pooled,
+    /// The last hidden state of [CLS] (what the pooler reads).
+    Cls,
+}
+
+impl FeatureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureKind::Pooled => "pooled",
+            FeatureKind::Cls => "cls",
+        }
+    }
+}
+
+/// The cache file for one (weights, data, formatting, kind).
+pub fn cache_path(
+    dir: &Path,
+    weights_hash: &str,
+    data_hash: &str,
+    format: &FormatConfig,
+    kind: FeatureKind,
+) -> PathBuf {
+    let fmt = serde_json::to_string(format).expect("serialisable");
+    let key = files::hash_text(&[
+        "race-eval features v1",
+        weights_hash,
+        data_hash,
+        &fmt,
+        kind.name(),
+    ]);
+    dir.join(format!("{}-{}.safetensors", kind.name(), &key[..24]))
+}
+
+/// Backbone outputs (questions, choices, hidden) for `features`, in input order.
+pub fn compute(
+    model: &AlbertForMultipleChoice,
+    features: &[Features],
+    kind: FeatureKind,
+    batch_size: usize,
+    pad_id: u32,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<Tensor> {
+    let mut rows: Vec<Option<Tensor>> = vec![None; features.len()];
+    for batch in eval::plan_batches(features, batch_size) {
+        let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
+        let (ids, types, mask) = eval::batch_tensors(&feats, pad_id, device)?;
+        let (b, c, l) = ids.dims3()?;
+        let flat = |t: &Tensor| t.reshape((b * c, l));
+        let seq =
+            model
+                .albert
+                .sequence_output(&flat(&ids)?, &flat(&types)?, &flat(&mask)?, false)?;
+        let out = match kind {
+            FeatureKind::Pooled => model.albert.pool(&seq)?,
+            FeatureKind::Cls => seq.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let h = out.dim(1)?;
+        let out = out.to_dtype(DType::F32)?.reshape((b, c, h))?;
+        for (k, &i) in batch.iter().enumerate() {
+            rows[i] = Some(out.get(k)?);
+        }
+        if let Some(p) = progress {
+            p.inc(batch.len() as u64);
+        }
+    }
+    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every row")).collect();
+    Ok(Tensor::stack(&rows, 0)?)
+}
+
+/// Loads the cached features at `path`, or computes and saves them. Returns (features, hit).
+pub fn load_or_compute(
+    path: &Path,
+    expect_rows: usize,
+    compute: impl FnOnce() -> Result<Tensor>,
+) -> Result<(Tensor, bool)> {
+    if path.is_file() {
+        if let Ok(t) = files::load_tensors(path) {
+            if let Some(x) = t.get("features") {
+                if x.dims().first() == Some(&expect_rows) {
+                    return Ok((x.clone(), true));
+                }
+            }
+        }
+        eprintln!(
+            "warning: the feature cache {} is unreadable or stale; recomputing it",
+            path.display()
+        );
+    }
+    let x = compute()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the cache folder {}", dir.display()))?;
+    }
+    let map = std::collections::HashMap::from([("features".to_string(), x.clone())]);
+    files::save_tensors(path, &map)?;
+    Ok((x, false))
+}

@@ -1,0 +1,689 @@
+//! The training loop: data order, gradient accumulation, clipping, AdamW, dev evaluation,
+//! checkpoints, and the output folder.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::cache::{self, FeatureKind};
+use super::checkpoint::{self, CheckpointState};
+use super::files;
+use super::head::{self, HeadMeta};
+use super::objective::{labels_of, FullModel, Head, Objective, Split};
+use super::optimizer::{clip_grad_norm, AdamW};
+use super::{Mode, TrainConfig};
+use crate::data::{self, LevelFilter, LoadOptions};
+use crate::features::TextEncoder;
+use crate::model::seeded_dropout::{self, derive_seed, SplitMix64};
+use crate::model::{weights, AlbertConfig, AlbertForMultipleChoice};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    /// Optimizer step, 1-based.
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DevPoint {
+    pub step: usize,
+    pub accuracy: f64,
+}
+
+pub struct TrainOptions {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub split: String,
+    pub dev_split: String,
+    pub level: LevelFilter,
+    pub output: PathBuf,
+    pub config: TrainConfig,
+    pub resume: bool,
+    /// Where head-only features are cached (default: `.cache/` next to the output folder).
+    pub cache_dir: Option<PathBuf>,
+    pub device: Device,
+    pub eval_batch_size: usize,
+    /// Stop after this many optimizer steps in this invocation (the schedule still spans
+    /// `total_steps`); the checkpoint is saved when stopping, so `--resume` continues.
+    pub stop_after: Option<usize>,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub steps_done: usize,
+    pub loss_log: Vec<LossPoint>,
+    pub dev_history: Vec<DevPoint>,
+    pub best: Option<DevPoint>,
+    /// Whether the head-only features came from the cache.
+    pub cache_hit: Option<bool>,
+    pub output: PathBuf,
+}
+
+/// Question indices of optimizer step `step`: a fresh permutation every epoch, all derived from
+/// the seed, so any step's batch can be recomputed (which is what makes resume exact).
+pub struct DataOrder {
+    seed: u64,
+    n: usize,
+    perms: HashMap<usize, Vec<usize>>,
+}
+
+impl DataOrder {
+    pub fn new(seed: u64, n: usize) -> Self {
+        Self {
+            seed,
+            n,
+            perms: HashMap::new(),
+        }
+    }
+
+    pub fn batch(&mut self, step: usize, batch_size: usize) -> Vec<usize> {
+        (step * batch_size..(step + 1) * batch_size)
+            .map(|p| {
+                let (epoch, k) = (p / self.n, p % self.n);
+                let (seed, n) = (self.seed, self.n);
+                self.perms.entry(epoch).or_insert_with(|| {
+                    let mut rng = SplitMix64(derive_seed(&[seed, 0xDA7A, epoch as u64]));
+                    let mut perm: Vec<usize> = (0..n).collect();
+                    for i in (1..n).rev() {
+                        perm.swap(i, rng.below(i + 1));
+                    }
+                    perm
+                })[k]
+            })
+            .collect()
+    }
+}
+
+/// One optimizer step: gradients of `micro` passes accumulated (pass `i` returns its mean loss
+/// and its weight, the share of the batch it covers), clipped to `max_norm`, then AdamW at `lr`.
+/// Returns (loss, gradient norm before clipping); stops at a non-finite loss before updating.
+pub fn optimizer_step(
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+    micro: usize,
+    mut pass: impl FnMut(usize) -> Result<(Tensor, f64)>,
+    max_norm: f64,
+    lr: f64,
+) -> Result<(f64, f64)> {
+    let mut grads: HashMap<String, Tensor> = HashMap::new();
+    let mut loss = 0.0;
+    for i in 0..micro {
+        let (l, weight) = pass(i)?;
+        let value = l.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            bail!("the loss is {value}");
+        }
+        loss += weight * value;
+        let g = (l * weight)?.backward()?;
+        for (name, var) in vars {
+            if let Some(gi) = g.get(var.as_tensor()) {
+                let sum = match grads.remove(name) {
+                    Some(acc) => (acc + gi)?,
+                    None => gi.clone(),
+                };
+                grads.insert(name.clone(), sum);
+            }
+        }
+    }
+    let norm = clip_grad_norm(&mut grads, max_norm)?;
+    if !norm.is_finite() {
+        bail!("the gradient norm is {norm}");
+    }
+    opt.step(&grads, lr)?;
+    // An update can overflow even from finite gradients (an absurd learning rate): stop before
+    // such weights reach a checkpoint.
+    for (name, var) in vars {
+        let sum = var
+            .as_tensor()
+            .sum_all()?
+            .to_dtype(DType::F32)?
+            .to_scalar::<f32>()?;
+        if !sum.is_finite() {
+            bail!("the weights of `{name}` are no longer finite after the update");
+        }
+    }
+    Ok((loss, norm))
+}
+
+fn tensors_of(vars: &[(String, Var)]) -> HashMap<String, Tensor> {
+    vars.iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+fn load_split(opts: &TrainOptions, split: &str, flag: &str) -> Result<data::Dataset> {
+    let lo = LoadOptions {
+        split: split.to_string(),
+        level: opts.level,
+        skip_invalid: false,
+    };
+    data::load(&opts.data, &lo).with_context(|| {
+        format!(
+            "{flag} {split}: cannot load it from --data {}",
+            opts.data.display()
+        )
+    })
+}
+
+fn data_hash(ds: &data::Dataset, split: &str, level: LevelFilter) -> Result<String> {
+    let files_hash = files::hash_files(&ds.files)?;
+    Ok(files::hash_text(&[
+        &files_hash,
+        split,
+        &format!("{level:?}"),
+    ]))
+}
+
+/// A model config with the run's dropout overrides applied.
+pub fn effective_config(base: &AlbertConfig, cfg: &TrainConfig) -> AlbertConfig {
+    let mut c = base.clone();
+    if let Some(p) = cfg.hidden_dropout {
+        c.hidden_dropout_prob = p;
+    }
+    if let Some(p) = cfg.attention_dropout {
+        c.attention_probs_dropout_prob = p;
+    }
+    if let Some(p) = cfg.classifier_dropout {
+        c.classifier_dropout_prob = Some(p);
+    }
+    c
+}
+
+/// Builds the multiple-choice model from `files` with `config`; with `varmap`, every weight
+/// becomes trainable. Head tensors missing from the checkpoint are initialised.
+pub fn build_model(
+    files: &[PathBuf],
+    config: &AlbertConfig,
+    device: &Device,
+    varmap: Option<&VarMap>,
+) -> Result<AlbertForMultipleChoice> {
+    let ckpt = weights::Checkpoint::load(files)?;
+    // No warning for missing head tensors: training initialises and trains them.
+    let (model, _report) =
+        weights::build_from_checkpoint(ckpt, DType::F32, device, varmap, |vb| {
+            AlbertForMultipleChoice::load(vb, config)
+        })?;
+    Ok(model)
+}
+
+/// Initial head tensors: from the checkpoint when present, else transformers' initialisation
+/// (normal(0, initializer_range) weights, zero biases) drawn from the run's seed.
+fn head_init(
+    files: &[PathBuf],
+    config: &AlbertConfig,
+    names: &[(&str, Vec<usize>)],
+    seed: u64,
+    device: &Device,
+) -> Result<VarMap> {
+    let ckpt = weights::Checkpoint::load(files)?;
+    let varmap = VarMap::new();
+    let mut rng = SplitMix64(derive_seed(&[seed, 0x11EAD]));
+    for (name, shape) in names {
+        let t = match ckpt.get(name) {
+            Some((t, _)) if t.dims() == shape.as_slice() => t.to_dtype(DType::F32)?,
+            _ if name.ends_with("bias") => Tensor::zeros(shape.clone(), DType::F32, device)?,
+            _ => {
+                let n: usize = shape.iter().product();
+                let v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        // Box-Muller
+                        let u1 = (rng.next_f32() as f64).max(1e-12);
+                        let u2 = rng.next_f32() as f64;
+                        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                        (z * config.initializer_range) as f32
+                    })
+                    .collect();
+                Tensor::from_vec(v, shape.clone(), device)?
+            }
+        };
+        let var = Var::from_tensor(&t.to_device(device)?)?;
+        varmap.data().lock().unwrap().insert(name.to_string(), var);
+    }
+    Ok(varmap)
+}
+
+fn bar(total: usize, start: usize, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(total as u64);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{spinner} train [{bar:30}] {pos}/{len} steps, {per_sec}, ETA {eta} | {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    b.set_position(start as u64);
+    b
+}
+
+fn write_loss_csv(path: &Path, log: &[LossPoint], dev: &[DevPoint]) -> Result<()> {
+    let dev: HashMap<usize, f64> = dev.iter().map(|d| (d.step, d.accuracy)).collect();
+    let mut s = String::from("step,loss,lr,grad_norm,dev_accuracy\n");
+    for p in log {
+        let acc = dev
+            .get(&p.step)
+            .map(|a| format!("{a:.6}"))
+            .unwrap_or_default();
+        s += &format!(
+            "{},{:.6},{:.6e},{:.6},{acc}\n",
+            p.step, p.loss, p.lr, p.grad_norm
+        );
+    }
+    files::write_text(path, &s)
+}
+
+/// A small SVG of the loss per step (and dev accuracy points), next to loss.csv.
+pub fn loss_svg(log: &[LossPoint], dev: &[DevPoint]) -> String {
+    let (w, h, pad) = (640.0, 320.0, 40.0);
+    let n = log.len().max(2) as f64;
+    let max_loss = log.iter().map(|p| p.loss).fold(1e-9, f64::max);
+    let x = |step: usize| pad + (w - 2.0 * pad) * (step as f64 - 1.0) / (n - 1.0);
+    let y = |v: f64, max: f64| h - pad - (h - 2.0 * pad) * (v / max).clamp(0.0, 1.0);
+    let loss: Vec<String> = log
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x(p.step), y(p.loss, max_loss)))
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{pad}\" y=\"20\" font-size=\"12\">loss (blue, max {max_loss:.3}) and dev accuracy (red, 0-100%) over {} steps</text>\n\
+         <polyline fill=\"none\" stroke=\"steelblue\" points=\"{}\"/>\n",
+        log.len(),
+        loss.join(" ")
+    );
+    for d in dev {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"crimson\"/>\n",
+            x(d.step),
+            y(d.accuracy, 1.0)
+        );
+    }
+    svg + "</svg>\n"
+}
+
+/// Runs `race-eval train`.
+pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
+    let cfg = &opts.config;
+    cfg.validate()?;
+    let model_dir = &opts.model;
+    for f in ["config.json", "tokenizer.json"] {
+        if !model_dir.join(f).is_file() {
+            bail!(
+                "--model {}: {f} is missing (expected a model folder with config.json, tokenizer.json and weights)",
+                model_dir.display()
+            );
+        }
+    }
+    head::refuse_head_as_model(model_dir)?;
+    let base_config = AlbertConfig::from_file(&model_dir.join("config.json"))?;
+    let config = effective_config(&base_config, cfg);
+    config.validate()?;
+    cfg.format.validate(config.max_position_embeddings)?;
+    if opts.split == opts.dev_split {
+        bail!(
+            "--split and --dev-split are both `{}`: pick a separate dev split to select checkpoints on",
+            opts.split
+        );
+    }
+
+    let train_ds = load_split(opts, &opts.split, "--split")?;
+    let dev_ds = load_split(opts, &opts.dev_split, "--dev-split")?;
+    let train_y = labels_of(&train_ds.questions, "training")?;
+    let dev_y = labels_of(&dev_ds.questions, "dev")?;
+    let (tc, dc) = (
+        train_ds.questions[0].options.len(),
+        dev_ds.questions[0].options.len(),
+    );
+    if tc != dc {
+        bail!("the training questions have {tc} options but the dev questions {dc}");
+    }
+
+    let encoder = TextEncoder::from_file(&model_dir.join("tokenizer.json"))?;
+    let train_f = encoder.encode_all(&train_ds.questions, &cfg.format)?;
+    let dev_f = encoder.encode_all(&dev_ds.questions, &cfg.format)?;
+    let weight_files = weights::find_weight_files(model_dir)?;
+    let weights_hash = files::hash_files(&weight_files)?;
+    let train_hash = data_hash(&train_ds, &opts.split, opts.level)?;
+    let dev_hash = data_hash(&dev_ds, &opts.dev_split, opts.level)?;
+    let fingerprint = files::hash_text(&[
+        &serde_json::to_string(cfg)?,
+        &weights_hash,
+        &train_hash,
+        &dev_hash,
+    ]);
+
+    std::fs::create_dir_all(&opts.output)
+        .with_context(|| format!("cannot create --output {}", opts.output.display()))?;
+    let ckpt_dir = checkpoint::dir_of(&opts.output);
+    if !opts.resume && (ckpt_dir.exists() || ckpt_dir.with_file_name("checkpoint.old").exists()) {
+        bail!(
+            "--output {} already holds a training checkpoint: pass --resume to continue it, or choose another --output",
+            opts.output.display()
+        );
+    }
+
+    let device = &opts.device;
+    let pad = config.pad_token_id;
+    let h = config.hidden_size;
+    let mut cache_hit = None;
+    let objective: Box<dyn Objective> = match cfg.mode {
+        Mode::Full => {
+            let varmap = VarMap::new();
+            let model = build_model(&weight_files, &config, device, Some(&varmap))?;
+            Box::new(FullModel {
+                model,
+                varmap,
+                train: Split {
+                    features: train_f,
+                    labels: train_y,
+                },
+                dev: Split {
+                    features: dev_f,
+                    labels: dev_y,
+                },
+                pad_id: pad,
+                device: device.clone(),
+                eval_batch_size: opts.eval_batch_size,
+            })
+        }
+        mode => {
+            let kind = if mode == Mode::HeadPooler {
+                FeatureKind::Cls
+            } else {
+                FeatureKind::Pooled
+            };
+            let ckpt = weights::Checkpoint::load(&weight_files)?;
+            if kind == FeatureKind::Pooled && ckpt.get("albert.pooler.weight").is_none() {
+                bail!(
+                    "--model {}: the checkpoint has no pooler, so pooled features would be random; train the pooler too with --train-pooler",
+                    model_dir.display()
+                );
+            }
+            drop(ckpt);
+            let model = build_model(&weight_files, &config, device, None)?;
+            let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| {
+                opts.output
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(".cache")
+            });
+            let mut features = |f: &[crate::features::Features], hash: &str, what: &str| {
+                let path = cache::cache_path(&cache_dir, &weights_hash, hash, &cfg.format, kind);
+                let (x, hit) = cache::load_or_compute(&path, f.len(), || {
+                    let b = if opts.quiet {
+                        ProgressBar::hidden()
+                    } else {
+                        crate::cli::progress(f.len() as u64, false, what)
+                    };
+                    let x = cache::compute(
+                        &model,
+                        f,
+                        kind,
+                        opts.eval_batch_size,
+                        pad,
+                        device,
+                        Some(&b),
+                    );
+                    b.finish_and_clear();
+                    x
+                })?;
+                cache_hit = Some(cache_hit.unwrap_or(true) && hit);
+                anyhow::Ok(x)
+            };
+            let train_x = features(&train_f, &train_hash, "caching train features")?;
+            let dev_x = features(&dev_f, &dev_hash, "caching dev features")?;
+            let mut names = vec![
+                ("classifier.weight", vec![1, h]),
+                ("classifier.bias", vec![1]),
+            ];
+            if kind == FeatureKind::Cls {
+                names.push(("albert.pooler.weight", vec![h, h]));
+                names.push(("albert.pooler.bias", vec![h]));
+            }
+            let varmap = head_init(&weight_files, &config, &names, cfg.seed, device)?;
+            let get = |n: &str| varmap.data().lock().unwrap()[n].as_tensor().clone();
+            let pooler = (kind == FeatureKind::Cls)
+                .then(|| (get("albert.pooler.weight"), get("albert.pooler.bias")));
+            let classifier = (get("classifier.weight"), get("classifier.bias"));
+            Box::new(Head {
+                pooler,
+                classifier,
+                varmap,
+                classifier_dropout: config.classifier_dropout(),
+                train_x: train_x.to_device(device)?,
+                train_y,
+                dev_x: dev_x.to_device(device)?,
+                dev_y,
+            })
+        }
+    };
+
+    let vars = objective.vars();
+    let mut opt = AdamW::new(vars.clone(), cfg.adamw)?;
+    let mut state = CheckpointState {
+        step: 0,
+        fingerprint: fingerprint.clone(),
+        loss_log: Vec::new(),
+        dev_history: Vec::new(),
+        best: None,
+    };
+    if opts.resume {
+        let (saved, weights, moments) = checkpoint::load(&ckpt_dir)?;
+        if saved.fingerprint != fingerprint {
+            bail!(
+                "--resume: the checkpoint in {} was made with other settings, model weights or data; rerun with the same options, or train into another --output",
+                ckpt_dir.display()
+            );
+        }
+        for (name, var) in &vars {
+            let t = weights.get(name).with_context(|| {
+                format!("the checkpoint in {} lacks `{name}`", ckpt_dir.display())
+            })?;
+            var.set(&t.to_device(device)?)?;
+        }
+        opt.load_state(&moments, saved.step)?;
+        state = saved;
+        state.loss_log.retain(|p| p.step <= state.step);
+    }
+
+    // The output folder: config, tokenizer and a meta.json from the start.
+    let weights_file = if cfg.mode.is_head() {
+        head::HEAD_FILE
+    } else {
+        head::MODEL_FILE
+    };
+    std::fs::copy(
+        model_dir.join("tokenizer.json"),
+        opts.output.join("tokenizer.json"),
+    )
+    .context("cannot copy tokenizer.json into --output")?;
+    files::write_text(
+        &opts.output.join("config.json"),
+        &std::fs::read_to_string(model_dir.join("config.json"))?,
+    )?;
+    let meta = |state: &CheckpointState| HeadMeta {
+        race_eval_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: cfg.mode,
+        base_model: model_dir.display().to_string(),
+        base_weights_hash: weights_hash.clone(),
+        hidden_size: h,
+        weights_file: weights_file.to_string(),
+        data: opts.data.display().to_string(),
+        split: opts.split.clone(),
+        dev_split: opts.dev_split.clone(),
+        data_hash: train_hash.clone(),
+        dev_data_hash: dev_hash.clone(),
+        train_questions: train_ds.questions.len(),
+        dev_questions: dev_ds.questions.len(),
+        hyperparameters: cfg.clone(),
+        steps_done: state.step,
+        best: state.best,
+        dev_history: state.dev_history.clone(),
+    };
+
+    let schedule = cfg.schedule();
+    let mut order = DataOrder::new(cfg.seed, objective.train_len());
+    let micro_sizes: Vec<usize> = (0..cfg.batch_size)
+        .step_by(cfg.micro_batch_size)
+        .map(|s| cfg.micro_batch_size.min(cfg.batch_size - s))
+        .collect();
+    let progress = bar(cfg.total_steps, state.step, opts.quiet);
+    let first = state.step;
+    let stop = opts
+        .stop_after
+        .map(|n| (first + n).min(cfg.total_steps))
+        .unwrap_or(cfg.total_steps);
+    let save_checkpoint = |state: &CheckpointState, opt: &AdamW| {
+        checkpoint::save(&ckpt_dir, state, &tensors_of(&vars), &opt.state_tensors())
+    };
+    while state.step < stop {
+        let step = state.step;
+        let lr = schedule.lr(step);
+        let batch = order.batch(step, cfg.batch_size);
+        let result = optimizer_step(
+            &vars,
+            &mut opt,
+            micro_sizes.len(),
+            |i| {
+                let start = i * cfg.micro_batch_size;
+                let idx = &batch[start..start + micro_sizes[i]];
+                seeded_dropout::set_seed(Some(derive_seed(&[cfg.seed, step as u64, i as u64])));
+                let loss = objective.loss(idx);
+                seeded_dropout::set_seed(None);
+                Ok((loss?, micro_sizes[i] as f64 / cfg.batch_size as f64))
+            },
+            cfg.max_grad_norm,
+            lr,
+        );
+        let (loss, grad_norm) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                progress.abandon();
+                let kept = if ckpt_dir.join("state.json").is_file() {
+                    format!(
+                        "the last good checkpoint ({}) and best weights in {} are kept",
+                        ckpt_dir.display(),
+                        opts.output.display()
+                    )
+                } else {
+                    "no checkpoint had been saved yet".to_string()
+                };
+                return Err(e).with_context(|| {
+                    format!(
+                        "training stopped at step {} (lr {lr:.3e}): {kept}; lower --lr or --max-grad-norm, or check the data",
+                        step + 1
+                    )
+                });
+            }
+        };
+        state.step += 1;
+        state.loss_log.push(LossPoint {
+            step: state.step,
+            loss,
+            lr,
+            grad_norm,
+        });
+        progress.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+        progress.inc(1);
+
+        let last = state.step == stop;
+        if state.step.is_multiple_of(cfg.eval_every) || state.step == cfg.total_steps {
+            let accuracy = objective.dev_accuracy()?;
+            let point = DevPoint {
+                step: state.step,
+                accuracy,
+            };
+            state.dev_history.push(point);
+            progress.println(format!(
+                "step {}: loss {loss:.4}, dev accuracy {:.2}%",
+                state.step,
+                100.0 * accuracy
+            ));
+            if state.best.is_none_or(|b| accuracy > b.accuracy) {
+                state.best = Some(point);
+                files::save_tensors(&opts.output.join(weights_file), &tensors_of(&vars))?;
+            }
+        }
+        if state.step.is_multiple_of(cfg.save_every) || last {
+            save_checkpoint(&state, &opt)?;
+            files::write_json(&opts.output.join(head::META_FILE), &meta(&state))?;
+            write_loss_csv(
+                &opts.output.join("loss.csv"),
+                &state.loss_log,
+                &state.dev_history,
+            )?;
+            files::write_text(
+                &opts.output.join("loss.svg"),
+                &loss_svg(&state.loss_log, &state.dev_history),
+            )?;
+        }
+    }
+    progress.finish_and_clear();
+    if state.step == first {
+        // Nothing ran (already complete): still leave a consistent meta.json.
+        files::write_json(&opts.output.join(head::META_FILE), &meta(&state))?;
+    }
+    Ok(TrainReport {
+        steps_done: state.step,
+        loss_log: state.loss_log,
+        dev_history: state.dev_history,
+        best: state.best,
+        cache_hit,
+        output: opts.output.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::AdamWConfig;
+
+    #[test]
+    fn nan_loss_stops_before_any_update() -> Result<()> {
+        let var = Var::from_tensor(&Tensor::new(&[1.0f32, 2.0], &Device::Cpu)?)?;
+        let vars = vec![("w".to_string(), var.clone())];
+        let mut opt = AdamW::new(vars.clone(), AdamWConfig::default())?;
+        let err = optimizer_step(
+            &vars,
+            &mut opt,
+            2,
+            |i| {
+                let l = var.as_tensor().sum_all()?;
+                let l = if i == 1 { (l * f64::NAN)? } else { l };
+                Ok((l, 0.5))
+            },
+            1.0,
+            0.1,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("NaN"), "{err}");
+        assert_eq!(var.as_tensor().to_vec1::<f32>()?, [1.0, 2.0]);
+        assert_eq!(opt.steps, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn data_order_is_a_permutation_per_epoch() {
+        let mut order = DataOrder::new(1, 10);
+        let mut epoch: Vec<usize> = (0..5).flat_map(|s| order.batch(s, 2)).collect();
+        epoch.sort();
+        assert_eq!(epoch, (0..10).collect::<Vec<_>>());
+        let again = DataOrder::new(1, 10).batch(7, 2);
+        assert_eq!(
+            order.batch(7, 2),
+            again,
+            "any step's batch can be recomputed"
+        );
+        assert_ne!(DataOrder::new(2, 10).batch(0, 10), order.batch(0, 10));
+    }
+}
