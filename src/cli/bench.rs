@@ -128,6 +128,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut results = Vec::new();
     for name in &names {
+        bench::reset_peak_rss();
         let model = model_for(name, args, &device)?;
         let shape = FixedShape {
             questions: args.questions,
