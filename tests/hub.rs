@@ -491,7 +491,9 @@ fn hub_parquet_reads_like_the_jsonl_it_was_written_from() {
 
 fn race_eval(home: &Path, endpoint: &str, args: &[&str], offline: bool) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_race-eval"));
+    // Run records (eval's results/) land in the test's temporary home, not the checkout.
     cmd.args(args)
+        .current_dir(home)
         .env("HF_HOME", home)
         .env("HF_ENDPOINT", endpoint)
         .env_remove("HF_HUB_CACHE")
