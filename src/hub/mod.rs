@@ -18,7 +18,7 @@ pub mod spiece;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use tokenizers::Tokenizer;
 
 pub use cache::HubConfig;
@@ -262,23 +262,10 @@ pub fn plan_model(has: impl Fn(&str) -> bool, repo: &RepoRef) -> Result<ModelPla
     Ok(ModelPlan { files, index })
 }
 
-/// The shard file names of a sharded checkpoint's index (`weight_map` values), sorted.
+/// The shard file names of a sharded checkpoint's index, refusing any that would leave the
+/// snapshot folder.
 pub fn shard_names(index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index)
-        .with_context(|| format!("cannot read {}", index.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", index.display()))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .with_context(|| format!("{}: missing object field `weight_map`", index.display()))?;
-    let mut names: Vec<String> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(str::to_string)
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = crate::model::weights::shard_names(index)?;
     for n in &names {
         if !client::is_safe_path(n) {
             bail!("{} names shard {n:?} outside its folder", index.display());

@@ -61,8 +61,9 @@ pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// The shard files named by a sharded checkpoint's `*.index.json` (`weight_map` values).
-fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+/// The shard file names of a sharded checkpoint's `*.index.json` (its `weight_map` values),
+/// sorted and without repeats.
+pub fn shard_names(index: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index)
         .with_context(|| format!("cannot read {}", index.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
@@ -71,7 +72,6 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
         .get("weight_map")
         .and_then(|m| m.as_object())
         .with_context(|| format!("{}: missing object field `weight_map`", index.display()))?;
-    let dir = index.parent().unwrap_or(Path::new("."));
     let mut files = BTreeSet::new();
     for (tensor, file) in map {
         let file = file.as_str().with_context(|| {
@@ -82,7 +82,16 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
         })?;
         files.insert(file.to_string());
     }
-    let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+    Ok(files.into_iter().collect())
+}
+
+/// The shard files of a sharded checkpoint, each checked to exist.
+fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let files: Vec<PathBuf> = shard_names(index)?
+        .into_iter()
+        .map(|f| dir.join(f))
+        .collect();
     for f in &files {
         if !f.is_file() {
             bail!(
