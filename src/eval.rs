@@ -80,6 +80,9 @@ pub fn batch_tensors(
 }
 
 /// Logits for every question, in input order.
+///
+/// Read-ahead: a second thread pads and packs the next batches (up to two ahead) on the CPU
+/// while the model runs the current one.
 pub fn logits(
     model: &AlbertForMultipleChoice,
     features: &[Features],
@@ -89,20 +92,44 @@ pub fn logits(
     progress: Option<&ProgressBar>,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out: Vec<Vec<f32>> = vec![Vec::new(); features.len()];
-    for batch in plan_batches(features, batch_size) {
-        let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
-        let (ids, types, mask) = batch_tensors(&feats, pad_id, device)?;
-        let rows = model
-            .forward(&ids, &types, &mask, false)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
-        for (&i, row) in batch.iter().zip(rows) {
-            out[i] = row;
+    let batches = plan_batches(features, batch_size);
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let batches = &batches;
+        scope.spawn(move || {
+            for batch in batches {
+                let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
+                // A closed channel means the consumer stopped on an error: stop too.
+                if tx
+                    .send(batch_tensors(&feats, pad_id, &Device::Cpu))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        for batch in batches {
+            let (ids, types, mask) = rx
+                .recv()
+                .map_err(|_| anyhow::anyhow!("batch builder stopped"))??;
+            let (ids, types, mask) = (
+                ids.to_device(device)?,
+                types.to_device(device)?,
+                mask.to_device(device)?,
+            );
+            let rows = model
+                .forward(&ids, &types, &mask, false)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?;
+            for (&i, row) in batch.iter().zip(rows) {
+                out[i] = row;
+            }
+            if let Some(p) = progress {
+                p.inc(batch.len() as u64);
+            }
         }
-        if let Some(p) = progress {
-            p.inc(batch.len() as u64);
-        }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
