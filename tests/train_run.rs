@@ -232,6 +232,41 @@ fn head_only_trains_on_cached_features_and_loads_in_eval() -> anyhow::Result<()>
         "{evaluated} vs {best:?}"
     );
 
+    // The binary's run record names the head.
+    let records = tmp.path().join("records");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_race-eval"))
+        .args([
+            "eval",
+            "--quiet",
+            "--split",
+            "dev",
+            "--max-seq-len",
+            "48",
+            "--max-qa-len",
+            "16",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .arg("--head")
+        .arg(&out)
+        .arg("--data")
+        .arg(&data)
+        .arg("--output-dir")
+        .arg(&records)
+        .output()?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let run_dir = std::fs::read_dir(&records)?.next().unwrap()?.path();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json"))?)?;
+    assert_eq!(
+        summary["model"]["head"].as_str(),
+        Some(out.display().to_string().as_str())
+    );
+
     // --train-pooler on a backbone without a pooler (a masked-LM checkpoint): the pooler and
     // classifier train on cached [CLS] states, are saved together, and eval applies both.
     let mlm = synthetic::repo("datasets/models/mlm-backbone");

@@ -47,6 +47,21 @@ fn split_name(args: &EvalArgs) -> String {
     results::normalize_split(&args.split)
 }
 
+/// The head a run used: `--head DIR`, or a fully fine-tuned model folder written by
+/// `race-eval train` (it has a meta.json naming its base model).
+fn head_name(args: &EvalArgs) -> Option<String> {
+    if let Some(head) = &args.head {
+        return Some(head.display().to_string());
+    }
+    let meta = crate::train::head::read_meta(&args.model).ok()?;
+    Some(format!(
+        "{} (full fine-tune of {}, {} steps)",
+        args.model.display(),
+        meta.base_model,
+        meta.steps_done
+    ))
+}
+
 pub fn meta(args: &EvalArgs, out: &EvalOutcome) -> Result<RunMeta> {
     Ok(RunMeta {
         kind: RunKind::Eval,
@@ -63,7 +78,7 @@ pub fn meta(args: &EvalArgs, out: &EvalOutcome) -> Result<RunMeta> {
                         .unwrap_or_default()
                 })
                 .collect(),
-            head: None,
+            head: head_name(args),
         },
         data: DataInfo {
             path: args.data.display().to_string(),

@@ -61,7 +61,7 @@ pub struct ModelInfo {
     /// sha256 over the weight files' bytes, in load order.
     pub weights_sha256: String,
     pub weight_files: Vec<String>,
-    /// The multiple-choice head loaded separately, if any (none yet: always null).
+    /// The head: `--head DIR`, or the fine-tuned model folder and its base; null for a plain model.
     #[serde(default)]
     pub head: Option<String>,
 }
