@@ -55,7 +55,7 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// A run's record, accuracies with intervals and breakdowns
     Report(report::ReportArgs),
-    /// Plot accuracy by level and article length for runs (SVG)
+    /// Plot accuracy by level and article length for runs (SVG or PNG)
     Plot(plot::PlotArgs),
     /// Measure speed: fixed shapes, ALBERT vs BERT sizes, or a real data set end to end
     Bench(bench::BenchArgs),
