@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use race_eval::model::{cross_entropy, weights::find_weight_files, AlbertConfig};
+use race_eval::train::objective::sorted_vars;
 use race_eval::train::trainer::{build_model, optimizer_step};
 use race_eval::train::{files, AdamW, AdamWConfig, LinearSchedule};
 use serde_json::Value;
@@ -39,14 +40,7 @@ fn two_adamw_steps_match_torch() -> anyhow::Result<()> {
         &dev,
         Some(&varmap),
     )?;
-    let mut vars: Vec<_> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = sorted_vars(&varmap);
     let before: HashMap<String, Vec<f32>> = vars
         .iter()
         .map(|(n, v)| {

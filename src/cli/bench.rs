@@ -207,6 +207,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
                 * b.iter().map(|&i| features[i].max_len()).max().unwrap_or(0)
         })
         .sum();
+    let padded_to_512: usize = features.iter().map(|f| f.choices() * fmt.max_seq_len).sum();
     let model_start = Instant::now();
     eval::logits(
         &model,
@@ -222,7 +223,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let v = serde_json::json!({
         "data": path, "model": args.model, "questions": n, "batch": args.batch,
         "real_tokens": real_tokens, "padded_tokens": padded_tokens,
-        "tokens_if_padded_to_512": n * 4 * 512,
+        "tokens_if_padded_to_512": padded_to_512,
         "wall_s": wall, "model_s": model_secs,
         "questions_per_s": n as f64 / wall, "tokens_per_s": real_tokens as f64 / wall,
         "device": bench::device_name(device), "peak_rss_mb": bench::peak_rss_mb(),
@@ -231,8 +232,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{n} questions, {real_tokens} real tokens ({padded_tokens} with dynamic padding, {} if padded to 512)",
-            n * 4 * 512
+            "{n} questions, {real_tokens} real tokens ({padded_tokens} with dynamic padding, {padded_to_512} if padded to 512)"
         );
         println!(
             "wall {wall:.2} s end to end ({:.2} questions/s, {:.0} tokens/s); model {model_secs:.2} s; peak RSS {:.0} MiB",

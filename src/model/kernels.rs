@@ -163,19 +163,23 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn gelu_kernel_matches_candle_gelu() {
-        let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
-        let fast = gelu_tanh(&x).unwrap();
-        let reference = x.gelu().unwrap();
-        let diff = (fast - reference)
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
             .unwrap()
             .abs()
             .unwrap()
             .max_all()
             .unwrap()
             .to_scalar::<f32>()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn gelu_kernel_matches_candle_gelu() {
+        let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
+        let fast = gelu_tanh(&x).unwrap();
+        let reference = x.gelu().unwrap();
+        let diff = max_abs_diff(&fast, &reference);
         assert!(diff < 1e-6, "{diff}");
         for i in -4000..4000 {
             let u = i as f32 * 0.005;
@@ -211,14 +215,7 @@ mod tests {
             &(&scores * 0.125).unwrap().broadcast_add(&mask).unwrap(),
         )
         .unwrap();
-        let diff = (&fast - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&fast, &reference);
         assert!(diff < 1e-6, "{diff}");
         // Masked keys get no weight.
         let row = fast

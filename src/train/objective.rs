@@ -22,7 +22,8 @@ pub trait Objective {
     fn dev_accuracy(&self) -> Result<f64>;
 }
 
-fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+/// The trainable variables of `varmap`, by name.
+pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let mut vars: Vec<(String, Var)> = varmap
         .data()
         .lock()
