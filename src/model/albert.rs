@@ -51,10 +51,23 @@ impl AlbertModel {
         self.encoder.forward(&embedded, &mask, train)
     }
 
-    /// The pooler: dense then tanh on the first ([CLS]) token of `sequence_output`.
-    pub fn pool(&self, sequence_output: &Tensor) -> Result<Tensor> {
-        let cls = sequence_output.narrow(1, 0, 1)?.squeeze(1)?;
-        self.pooler.forward(&cls)?.tanh()
+    /// The last hidden state of the first ([CLS]) token (batch, hidden). On the CPU inference
+    /// path the last layer computes only these rows.
+    pub fn cls_output(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mask = self.additive_mask(attention_mask)?;
+        let embedded = self.embeddings.forward(input_ids, token_type_ids, train)?;
+        self.encoder.forward_cls(&embedded, &mask, train)
+    }
+
+    /// The pooler: dense then tanh on the [CLS] state (batch, hidden).
+    pub fn pool(&self, cls: &Tensor) -> Result<Tensor> {
+        self.pooler.forward(cls)?.tanh()
     }
 
     /// Pooled output (batch, hidden).
@@ -65,6 +78,6 @@ impl AlbertModel {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        self.pool(&self.sequence_output(input_ids, token_type_ids, attention_mask, train)?)
+        self.pool(&self.cls_output(input_ids, token_type_ids, attention_mask, train)?)
     }
 }

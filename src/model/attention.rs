@@ -9,12 +9,12 @@ use super::kernels;
 use super::layers::{dropout, layer_norm, linear, Linear, Norm};
 
 pub struct AlbertAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    dense: Linear,
-    norm: Norm,
-    heads: usize,
+    pub(super) query: Linear,
+    pub(super) key: Linear,
+    pub(super) value: Linear,
+    pub(super) dense: Linear,
+    pub(super) norm: Norm,
+    pub(super) heads: usize,
     head_dim: usize,
     attention_dropout: f64,
     output_dropout: f64,

@@ -8,6 +8,7 @@ use candle_nn::{Module, VarBuilder};
 use super::activation::Activation;
 use super::attention::AlbertAttention;
 use super::config::AlbertConfig;
+use super::cpu_encoder::{self, LayerTensors};
 use super::layers::{layer_norm, linear, Linear, Norm};
 
 /// One transformer block: attention, then a post-LN feed-forward.
@@ -31,6 +32,26 @@ impl AlbertLayer {
         })
     }
 
+    /// The layer's tensors for [`cpu_encoder`].
+    fn tensors(&self) -> LayerTensors<'_> {
+        fn lin(l: &Linear) -> (&Tensor, &Tensor) {
+            (l.weight(), l.bias())
+        }
+        let a = &self.attention;
+        LayerTensors {
+            query: lin(&a.query),
+            key: lin(&a.key),
+            value: lin(&a.value),
+            dense: lin(&a.dense),
+            attention_norm: (a.norm.weight(), a.norm.bias()),
+            ffn: lin(&self.ffn),
+            ffn_output: lin(&self.ffn_output),
+            output_norm: (self.norm.weight(), self.norm.bias()),
+            activation: self.activation,
+            eps: self.norm.eps() as f32,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let attended = self.attention.forward(x, mask, train)?;
         // The reference applies no dropout to the feed-forward output (`AlbertLayer.ff_chunk`).
@@ -38,6 +59,15 @@ impl AlbertLayer {
         let ff = self.ffn_output.forward(&ff)?;
         self.norm.forward(&(ff + attended)?)
     }
+}
+
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// [`cpu_encoder`] for f32 inference on the CPU, candle's ops otherwise.
+    Auto,
+    /// candle's ops (differentiable; any device and dtype).
+    Generic,
 }
 
 pub struct AlbertEncoder {
@@ -73,14 +103,160 @@ impl AlbertEncoder {
         })
     }
 
-    /// `embedded`: (batch, len, embedding_size); `mask`: additive attention mask.
+    /// `embedded`: (batch, len, embedding_size); `mask`: additive attention mask (batch, 1, 1,
+    /// len). Returns the last hidden states (batch, len, hidden).
     pub fn forward(&self, embedded: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
-        let mut hidden = self.mapping_in.forward(embedded)?;
+        self.run(embedded, mask, train, Path::Auto, false)
+    }
+
+    /// Like [`Self::forward`], but returns only the [CLS] (first) row of each sequence:
+    /// (batch, hidden). On the CPU inference path the last layer then skips the other rows.
+    pub fn forward_cls(&self, embedded: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(embedded, mask, train, Path::Auto, true)
+    }
+
+    /// The encoder through a chosen path (tests compare them).
+    pub fn run(
+        &self,
+        embedded: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        path: Path,
+        cls_only: bool,
+    ) -> Result<Tensor> {
+        let hidden = self.mapping_in.forward(embedded)?;
+        let fast = match path {
+            Path::Auto => !train && cpu_encoder::eligible(&hidden) && cpu_encoder::eligible(mask),
+            Path::Generic => false,
+        };
+        if fast {
+            let layers: Vec<LayerTensors> = self
+                .group_of_layer
+                .iter()
+                .flat_map(|&g| self.groups[g].iter().map(AlbertLayer::tensors))
+                .collect();
+            let heads = self
+                .groups
+                .iter()
+                .flatten()
+                .next()
+                .map_or(1, |l| l.attention.heads);
+            return cpu_encoder::forward(&layers, &hidden, mask, heads, cls_only);
+        }
+        let mut hidden = hidden;
         for &g in &self.group_of_layer {
             for layer in &self.groups[g] {
                 hidden = layer.forward(&hidden, mask, train)?;
             }
         }
-        Ok(hidden)
+        if cls_only {
+            hidden.narrow(1, 0, 1)?.squeeze(1)
+        } else {
+            Ok(hidden)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Shape};
+    use candle_nn::{var_builder::SimpleBackend, Init};
+
+    /// Every tensor random as plain tensors, LayerNorm's too so that their wiring shows:
+    /// matrices with variance 1/fan_in so that attention is neither uniform nor one-hot,
+    /// LayerNorm weights 1 ± 0.3, biases ± 0.15. Uniform draws from a fixed seed per tensor
+    /// name, so the test sees the same weights every run.
+    struct Random;
+
+    /// `n` values uniform in [-1, 1) from a splitmix64 stream seeded by `name`.
+    fn uniform(name: &str, n: usize) -> Vec<f32> {
+        let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    impl SimpleBackend for Random {
+        fn get(&self, s: Shape, name: &str, init: Init, dt: DType, dev: &Device) -> Result<Tensor> {
+            let u = Tensor::from_vec(uniform(name, s.elem_count()), s.clone(), dev)?;
+            let t = match (init, s.dims()) {
+                (Init::Const(c), _) if c != 0.0 => u.affine(0.3, c)?,
+                // Uniform on [-a, a] has variance a²/3.
+                (_, &[_, fan_in]) => u.affine((3.0 / fan_in as f64).sqrt(), 0.0)?,
+                _ => u.affine(0.15, 0.0)?,
+            };
+            t.to_dtype(dt)
+        }
+
+        fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
+            candle_core::bail!("`{name}` has no shape")
+        }
+
+        fn contains_tensor(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
+        d.expect("comparable tensors")
+    }
+
+    /// The CPU inference path and candle's ops agree: several attention blocks and a partial
+    /// one (150 queries), padding, shared groups with two inner layers, each activation kind
+    /// (its own kernels and the fallback), and the [CLS]-only last layer.
+    #[test]
+    fn cpu_path_matches_candle_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let (batch, len) = (3, 150);
+        let valid = [150usize, 97, 5];
+        let keep: Vec<f32> = valid
+            .iter()
+            .flat_map(|&v| (0..len).map(move |j| if j < v { 1.0 } else { 0.0 }))
+            .collect();
+        let keep = Tensor::from_vec(keep, (batch, len), &dev)?;
+        let mask = (keep.affine(-1.0, 1.0)? * f32::MIN as f64)?.reshape((batch, 1, 1, len))?;
+        for act in ["gelu_new", "gelu", "relu", "silu"] {
+            let cfg = AlbertConfig {
+                embedding_size: 20,
+                hidden_size: 48,
+                num_attention_heads: 4,
+                intermediate_size: 80,
+                num_hidden_layers: 4,
+                num_hidden_groups: 2,
+                inner_group_num: 2,
+                hidden_act: act.into(),
+                ..AlbertConfig::default()
+            };
+            let vb = VarBuilder::from_backend(Box::new(Random), DType::F32, dev.clone());
+            let encoder = AlbertEncoder::load(vb, &cfg)?;
+            let embedded =
+                Tensor::from_vec(uniform("input", batch * len * 20), (batch, len, 20), &dev)?
+                    .affine(3f64.sqrt(), 0.0)?;
+            let generic = encoder.run(&embedded, &mask, false, Path::Generic, false)?;
+            let fast = encoder.run(&embedded, &mask, false, Path::Auto, false)?;
+            let cls = encoder.run(&embedded, &mask, false, Path::Auto, true)?;
+            assert_eq!(fast.dims(), &[batch, len, 48]);
+            assert_eq!(cls.dims(), &[batch, 48]);
+            // Tokens stay distinct (attention is not averaging everything into one state),
+            // so a wrong query, key or mask would show.
+            let spread = generic.get(0)?.var(0)?.mean_all()?.to_scalar::<f32>()?;
+            assert!(spread > 0.01, "{act}: the tokens collapsed ({spread})");
+            let d = max_abs_diff(&fast, &generic);
+            assert!(d < 2e-5, "{act}: full sequence differs by {d}");
+            let d = max_abs_diff(&cls, &generic.narrow(1, 0, 1)?.squeeze(1)?);
+            assert!(d < 2e-5, "{act}: [CLS] rows differ by {d}");
+        }
+        Ok(())
     }
 }

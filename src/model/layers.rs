@@ -40,6 +40,17 @@ impl Module for Linear {
     }
 }
 
+impl Linear {
+    /// `nn.Linear`'s weight, (out, in).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+}
+
 pub fn linear(input: usize, output: usize, vb: VarBuilder, cfg: &AlbertConfig) -> Result<Linear> {
     let weight = vb.get_with_hints((output, input), "weight", normal(cfg))?;
     let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
@@ -75,6 +86,20 @@ pub struct Norm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
+}
+
+impl Norm {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
 }
 
 impl Module for Norm {

@@ -6,6 +6,7 @@ pub mod activation;
 pub mod albert;
 pub mod attention;
 pub mod config;
+pub mod cpu_encoder;
 pub mod embeddings;
 pub mod encoder;
 pub mod kernels;

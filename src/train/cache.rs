@@ -65,13 +65,12 @@ pub fn compute(
         let (ids, types, mask) = eval::batch_tensors(&feats, pad_id, device)?;
         let (b, c, l) = ids.dims3()?;
         let flat = |t: &Tensor| t.reshape((b * c, l));
-        let seq =
-            model
-                .albert
-                .sequence_output(&flat(&ids)?, &flat(&types)?, &flat(&mask)?, false)?;
+        let cls = model
+            .albert
+            .cls_output(&flat(&ids)?, &flat(&types)?, &flat(&mask)?, false)?;
         let out = match kind {
-            FeatureKind::Pooled => model.albert.pool(&seq)?,
-            FeatureKind::Cls => seq.narrow(1, 0, 1)?.squeeze(1)?,
+            FeatureKind::Pooled => model.albert.pool(&cls)?,
+            FeatureKind::Cls => cls,
         };
         let h = out.dim(1)?;
         let out = out.to_dtype(DType::F32)?.reshape((b, c, h))?;

@@ -1,0 +1,589 @@
+//! The encoder's inference path on the CPU in f32: the same arithmetic as [`super::encoder`]
+//! (transformers' `AlbertTransformer`, eager attention), written against raw buffers so that
+//!
+//! - the weights are read where they lie (memory-mapped or loaded), never copied or transposed:
+//!   each linear is one GEMM over all tokens with `W` read through transposed strides;
+//! - bias adds and the residual are fused into the GEMMs (the output buffer starts as
+//!   `residual + bias` and the GEMM accumulates into it), LayerNorm and the activation run in
+//!   place;
+//! - Q, K and V land side by side in one (tokens, 3·hidden) buffer that attention reads in place
+//!   with strides: no head split or merge copies;
+//! - attention runs per (sequence, head, block of queries) on rayon with a scratch block of
+//!   scores, never materialising (batch, heads, len, len), and writes its context straight into
+//!   the head's columns;
+//! - four buffers are allocated per batch and reused by every layer;
+//! - when only the [CLS] state is needed (the pooler and the multiple-choice head read nothing
+//!   else), the last layer computes keys and values for every token but queries, attention, the
+//!   output projection and the feed-forward for the [CLS] rows alone: the other rows of the last
+//!   layer's output are never read.
+//!
+//! Training, other devices and other dtypes take candle's differentiable ops in
+//! [`super::encoder`]; tests hold the two paths within 1e-5 of each other and the parity tests
+//! hold both to transformers at 1e-4.
+
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::activation::Activation;
+use super::kernels;
+
+/// Queries per attention work item: a 64 × len block of scores stays in L2.
+const QUERY_BLOCK: usize = 64;
+
+/// One layer's tensors, in the order [`LayerSlices`] reads them.
+pub struct LayerTensors<'a> {
+    pub query: (&'a Tensor, &'a Tensor),
+    pub key: (&'a Tensor, &'a Tensor),
+    pub value: (&'a Tensor, &'a Tensor),
+    pub dense: (&'a Tensor, &'a Tensor),
+    pub attention_norm: (&'a Tensor, &'a Tensor),
+    pub ffn: (&'a Tensor, &'a Tensor),
+    pub ffn_output: (&'a Tensor, &'a Tensor),
+    pub output_norm: (&'a Tensor, &'a Tensor),
+    pub activation: Activation,
+    pub eps: f32,
+}
+
+impl LayerTensors<'_> {
+    fn all(&self) -> [&Tensor; 16] {
+        [
+            self.query.0,
+            self.query.1,
+            self.key.0,
+            self.key.1,
+            self.value.0,
+            self.value.1,
+            self.dense.0,
+            self.dense.1,
+            self.attention_norm.0,
+            self.attention_norm.1,
+            self.ffn.0,
+            self.ffn.1,
+            self.ffn_output.0,
+            self.ffn_output.1,
+            self.output_norm.0,
+            self.output_norm.1,
+        ]
+    }
+}
+
+/// Whether `t` can take this path: f32 on the CPU, not tracked for gradients.
+pub fn eligible(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && !t.track_op()
+}
+
+/// The f32 data of a contiguous CPU tensor whose storage guard is `guard`.
+fn f32_data<'g>(storage: &'g Storage, layout: &Layout) -> Result<&'g [f32]> {
+    let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+        (storage, layout.contiguous_offsets())
+    else {
+        candle_core::bail!("cpu encoder: expects contiguous f32 tensors on the CPU");
+    };
+    Ok(&data[start..end])
+}
+
+/// A layer's weights as slices (weight matrices are `nn.Linear`'s (out, in), row-major).
+struct LayerSlices<'a> {
+    q: (&'a [f32], &'a [f32]),
+    k: (&'a [f32], &'a [f32]),
+    v: (&'a [f32], &'a [f32]),
+    dense: (&'a [f32], &'a [f32]),
+    norm1: (&'a [f32], &'a [f32]),
+    ffn: (&'a [f32], &'a [f32]),
+    ffn_out: (&'a [f32], &'a [f32]),
+    norm2: (&'a [f32], &'a [f32]),
+}
+
+/// Shapes of one batch.
+#[derive(Clone, Copy)]
+struct Dims {
+    batch: usize,
+    len: usize,
+    hidden: usize,
+    inter: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+/// Runs `layers` (in order; shared layers appear repeatedly) over `hidden` (batch, len, H) with
+/// the additive key mask (batch, 1, 1, len). Returns (batch, len, H), or (batch, H) holding only
+/// the [CLS] rows when `cls_only`.
+pub fn forward(
+    layers: &[LayerTensors],
+    hidden: &Tensor,
+    mask: &Tensor,
+    heads: usize,
+    cls_only: bool,
+) -> Result<Tensor> {
+    let (batch, len, h) = hidden.dims3()?;
+    if h % heads != 0 {
+        candle_core::bail!("cpu encoder: hidden size {h} is not a multiple of {heads} heads");
+    }
+    let mut x = hidden.flatten_all()?.to_vec1::<f32>()?;
+    let mask = mask.flatten_all()?.to_vec1::<f32>()?;
+    if mask.len() != batch * len {
+        candle_core::bail!(
+            "cpu encoder: the mask has {} values, expected {}",
+            mask.len(),
+            batch * len
+        );
+    }
+    let Some(first) = layers.first() else {
+        return finish(x, batch, len, h, cls_only, hidden.device());
+    };
+    let inter = first.ffn.0.dim(0)?;
+    let dims = Dims {
+        batch,
+        len,
+        hidden: h,
+        inter,
+        heads,
+        head_dim: h / heads,
+    };
+    let rows = batch * len;
+    let mut bufs = Buffers {
+        qkv: vec![0f32; rows * 3 * h],
+        ctx: vec![0f32; rows * h],
+        att: vec![0f32; rows * h],
+        ff: vec![0f32; rows * inter],
+    };
+    for (i, layer) in layers.iter().enumerate() {
+        let guards: Vec<_> = layer.all().iter().map(|t| t.storage_and_layout()).collect();
+        let s = guards
+            .iter()
+            .map(|(g, l)| f32_data(g, l))
+            .collect::<Result<Vec<_>>>()?;
+        let w = LayerSlices {
+            q: (s[0], s[1]),
+            k: (s[2], s[3]),
+            v: (s[4], s[5]),
+            dense: (s[6], s[7]),
+            norm1: (s[8], s[9]),
+            ffn: (s[10], s[11]),
+            ffn_out: (s[12], s[13]),
+            norm2: (s[14], s[15]),
+        };
+        check_shapes(&w, &dims)?;
+        let last = i + 1 == layers.len();
+        if cls_only && last {
+            x = layer_cls(&w, layer, &x, &mask, &dims, &mut bufs)?;
+        } else {
+            layer_full(&w, layer, &mut x, &mask, &dims, &mut bufs)?;
+        }
+    }
+    if cls_only {
+        // `layer_cls` returned the [CLS] rows alone.
+        Tensor::from_vec(x, (batch, h), hidden.device())
+    } else {
+        Tensor::from_vec(x, (batch, len, h), hidden.device())
+    }
+}
+
+/// No layers: the input itself (its [CLS] rows when `cls_only`).
+fn finish(
+    x: Vec<f32>,
+    batch: usize,
+    len: usize,
+    h: usize,
+    cls_only: bool,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let t = Tensor::from_vec(x, (batch, len, h), device)?;
+    if cls_only {
+        t.narrow(1, 0, 1)?.squeeze(1)
+    } else {
+        Ok(t)
+    }
+}
+
+fn check_shapes(w: &LayerSlices, d: &Dims) -> Result<()> {
+    let (h, i) = (d.hidden, d.inter);
+    let expect = [
+        ("query", w.q, h * h, h),
+        ("key", w.k, h * h, h),
+        ("value", w.v, h * h, h),
+        ("dense", w.dense, h * h, h),
+        ("attention LayerNorm", w.norm1, h, h),
+        ("ffn", w.ffn, i * h, i),
+        ("ffn_output", w.ffn_out, h * i, h),
+        ("full_layer_layer_norm", w.norm2, h, h),
+    ];
+    for (name, (a, b), na, nb) in expect {
+        if a.len() != na || b.len() != nb {
+            candle_core::bail!(
+                "cpu encoder: {name} has {} + {} values, expected {na} + {nb}",
+                a.len(),
+                b.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Buffers {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    att: Vec<f32>,
+    ff: Vec<f32>,
+}
+
+fn threads() -> Parallelism {
+    match candle_core::utils::get_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// A row-major matrix view: `rows` rows of `cols` values, `stride` apart.
+#[derive(Clone, Copy)]
+struct View {
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+impl View {
+    fn dense(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+
+    /// The smallest slice length that holds the view.
+    fn extent(&self) -> usize {
+        if self.rows == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.stride + self.cols
+        }
+    }
+}
+
+/// `out (+)= a · wᵀ` for an `nn.Linear` weight `w` (n, k): `out` is overwritten, or accumulated
+/// into when `accumulate` (it then holds the bias and residual already).
+fn linear_into(
+    a: &[f32],
+    av: View,
+    w: &[f32],
+    out: &mut [f32],
+    ov: View,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let (m, k, n) = (av.rows, av.cols, ov.cols);
+    assert!(ov.rows == m && w.len() == n * k && a.len() >= av.extent() && out.len() >= ov.extent());
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the assert above bounds every index the GEMM reads and writes: `a` (m × k, row
+    // stride av.stride), `w` read as wᵀ (k × n: element (kk, j) at j·k + kk) and `out` (m × n,
+    // row stride ov.stride); `out` is borrowed mutably, so it overlaps neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            ov.stride as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            av.stride as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Sets each row of `out` (view `ov`) to `bias`, plus the matching row of `residual` if given.
+fn fill_rows(out: &mut [f32], ov: View, bias: &[f32], residual: Option<(&[f32], View)>) {
+    let n = ov.cols;
+    out.par_chunks_mut(ov.stride)
+        .take(ov.rows)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let row = &mut row[..n];
+            match residual {
+                Some((res, rv)) => {
+                    let src = &res[r * rv.stride..][..n];
+                    for ((o, &s), &b) in row.iter_mut().zip(src).zip(bias) {
+                        *o = s + b;
+                    }
+                }
+                None => row.copy_from_slice(bias),
+            }
+        });
+}
+
+/// Rows per parallel work item for row-wise kernels.
+fn row_chunk(width: usize) -> usize {
+    (kernels::CHUNK / width.max(1)).max(1) * width.max(1)
+}
+
+/// LayerNorm over each row of `x` (rows of `weight.len()` values), in place.
+fn layer_norm_rows(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    x.par_chunks_mut(row_chunk(weight.len()))
+        .for_each(|rows| kernels::layer_norm_rows(rows, weight, bias, eps));
+}
+
+/// The activation in place: GELU (both forms) and ReLU by race-eval's kernels, the rest by
+/// candle's op on a copy.
+fn activate(x: &mut [f32], act: Activation) -> Result<()> {
+    let f: fn(&mut [f32]) = match act {
+        Activation::GeluTanh => kernels::gelu_tanh_in_place,
+        Activation::Gelu => kernels::gelu_erf_in_place,
+        Activation::Relu => |c| c.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Linear => return Ok(()),
+        other => {
+            let t = Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu)?;
+            let y = other.forward(&t)?.to_vec1::<f32>()?;
+            x.copy_from_slice(&y);
+            return Ok(());
+        }
+    };
+    x.par_chunks_mut(kernels::CHUNK).for_each(f);
+    Ok(())
+}
+
+/// A pointer that rayon tasks may share: each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used by `attention`, whose tasks write disjoint (rows, head columns) blocks.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Through a method, so closures capture the wrapper (Send) and not the bare pointer.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Where attention reads and writes, for one batch. Offsets are in f32s.
+struct AttentionIo<'a> {
+    /// Queries: sequence `b`, query `t`, head `h` start at `b·q_seq + t·q_row + h·head_dim`.
+    q: &'a [f32],
+    q_seq: usize,
+    q_row: usize,
+    queries: usize,
+    /// Keys and values: (b, token j, head) at `b·kv_seq + j·kv_row + h·head_dim` (+ offsets).
+    kv: &'a [f32],
+    k_off: usize,
+    v_off: usize,
+    kv_seq: usize,
+    kv_row: usize,
+    /// Context output: (b, query t, head) at `b·ctx_seq + t·ctx_row + h·head_dim`.
+    ctx_seq: usize,
+    ctx_row: usize,
+}
+
+/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
+fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
+    let (len, dh) = (d.len, d.head_dim);
+    let scale = 1.0 / (dh as f32).sqrt();
+    let blocks = io.queries.div_ceil(QUERY_BLOCK);
+    let tasks = d.batch * d.heads * blocks;
+    // Every index below stays within these extents (checked once, not per task).
+    let last_q = (d.batch - 1) * io.q_seq + (io.queries - 1) * io.q_row + (d.heads - 1) * dh + dh;
+    let last_kv = (d.batch - 1) * io.kv_seq
+        + (len - 1) * io.kv_row
+        + io.k_off.max(io.v_off)
+        + (d.heads - 1) * dh
+        + dh;
+    let last_ctx =
+        (d.batch - 1) * io.ctx_seq + (io.queries - 1) * io.ctx_row + (d.heads - 1) * dh + dh;
+    assert!(io.q.len() >= last_q && io.kv.len() >= last_kv && ctx.len() >= last_ctx);
+    let out = SharedMut(ctx.as_mut_ptr());
+    (0..tasks).into_par_iter().for_each_init(
+        || vec![0f32; QUERY_BLOCK * len],
+        |scores, task| {
+            let (b, rest) = (task / (d.heads * blocks), task % (d.heads * blocks));
+            let (head, block) = (rest / blocks, rest % blocks);
+            let t0 = block * QUERY_BLOCK;
+            let nq = QUERY_BLOCK.min(io.queries - t0);
+            let q = b * io.q_seq + t0 * io.q_row + head * dh;
+            let k = b * io.kv_seq + io.k_off + head * dh;
+            let v = b * io.kv_seq + io.v_off + head * dh;
+            let c = b * io.ctx_seq + t0 * io.ctx_row + head * dh;
+            let s = &mut scores[..nq * len];
+            // SAFETY: reads stay within the extents asserted above; the write covers rows
+            // t0..t0+nq of this sequence and this head's columns only, which no other task
+            // writes, and nothing reads `ctx` while the tasks run.
+            unsafe {
+                // scores = scale · Q_block Kᵀ   (nq × len)
+                gemm::gemm(
+                    nq,
+                    len,
+                    dh,
+                    s.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    io.q.as_ptr().add(q),
+                    1,
+                    io.q_row as isize,
+                    io.kv.as_ptr().add(k),
+                    io.kv_row as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            kernels::masked_softmax_rows(s, len, &mask[b * len..][..len]);
+            // SAFETY: as above.
+            unsafe {
+                // context block = P V   (nq × head_dim)
+                gemm::gemm(
+                    nq,
+                    dh,
+                    len,
+                    out.at(c),
+                    1,
+                    io.ctx_row as isize,
+                    false,
+                    s.as_ptr(),
+                    1,
+                    len as isize,
+                    io.kv.as_ptr().add(v),
+                    1,
+                    io.kv_row as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        },
+    );
+}
+
+/// One layer over every token; `x` (rows × H) is replaced by the layer's output.
+fn layer_full(
+    w: &LayerSlices,
+    layer: &LayerTensors,
+    x: &mut [f32],
+    mask: &[f32],
+    d: &Dims,
+    bufs: &mut Buffers,
+) -> Result<()> {
+    let (h, rows, par) = (d.hidden, d.batch * d.len, threads());
+    let xv = View::dense(rows, h);
+    // Q | K | V side by side: qkv[r] = [x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv].
+    for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
+        let ov = View {
+            rows,
+            cols: h,
+            stride: 3 * h,
+        };
+        let out = &mut bufs.qkv[slot * h..];
+        fill_rows(out, ov, bias, None);
+        linear_into(x, xv, wt, out, ov, true, par);
+    }
+    let io = AttentionIo {
+        q: &bufs.qkv,
+        q_seq: d.len * 3 * h,
+        q_row: 3 * h,
+        queries: d.len,
+        kv: &bufs.qkv,
+        k_off: h,
+        v_off: 2 * h,
+        kv_seq: d.len * 3 * h,
+        kv_row: 3 * h,
+        ctx_seq: d.len * h,
+        ctx_row: h,
+    };
+    attention(&io, &mut bufs.ctx, mask, d);
+    // att = LayerNorm(x + ctx Wdᵀ + bd)
+    fill_rows(&mut bufs.att, xv, w.dense.1, Some((x, xv)));
+    linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
+    layer_norm_rows(&mut bufs.att, w.norm1.0, w.norm1.1, layer.eps);
+    // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
+    let fv = View::dense(rows, d.inter);
+    fill_rows(&mut bufs.ff, fv, w.ffn.1, None);
+    linear_into(&bufs.att, xv, w.ffn.0, &mut bufs.ff, fv, true, par);
+    activate(&mut bufs.ff, layer.activation)?;
+    fill_rows(x, xv, w.ffn_out.1, Some((&bufs.att, xv)));
+    linear_into(&bufs.ff, fv, w.ffn_out.0, x, xv, true, par);
+    layer_norm_rows(x, w.norm2.0, w.norm2.1, layer.eps);
+    Ok(())
+}
+
+/// The last layer for the [CLS] rows alone: keys and values for every token, everything else
+/// for row 0 of each sequence. Returns (batch × H).
+fn layer_cls(
+    w: &LayerSlices,
+    layer: &LayerTensors,
+    x: &[f32],
+    mask: &[f32],
+    d: &Dims,
+    bufs: &mut Buffers,
+) -> Result<Vec<f32>> {
+    let (h, b, rows, par) = (d.hidden, d.batch, d.batch * d.len, threads());
+    let xv = View::dense(rows, h);
+    // The [CLS] row of each sequence, read in place: every len-th row of x.
+    let cls_v = View {
+        rows: b,
+        cols: h,
+        stride: d.len * h,
+    };
+    let bv = View::dense(b, h);
+    for (slot, (wt, bias)) in [w.k, w.v].into_iter().enumerate() {
+        let ov = View {
+            rows,
+            cols: h,
+            stride: 3 * h,
+        };
+        let out = &mut bufs.qkv[(slot + 1) * h..];
+        fill_rows(out, ov, bias, None);
+        linear_into(x, xv, wt, out, ov, true, par);
+    }
+    let mut q = vec![0f32; b * h];
+    fill_rows(&mut q, bv, w.q.1, None);
+    linear_into(x, cls_v, w.q.0, &mut q, bv, true, par);
+    let io = AttentionIo {
+        q: &q,
+        q_seq: h,
+        q_row: h,
+        queries: 1,
+        kv: &bufs.qkv,
+        k_off: h,
+        v_off: 2 * h,
+        kv_seq: d.len * 3 * h,
+        kv_row: 3 * h,
+        ctx_seq: h,
+        ctx_row: h,
+    };
+    let mut ctx = vec![0f32; b * h];
+    attention(&io, &mut ctx, mask, d);
+    let mut att = vec![0f32; b * h];
+    fill_rows(&mut att, bv, w.dense.1, Some((x, cls_v)));
+    linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);
+    layer_norm_rows(&mut att, w.norm1.0, w.norm1.1, layer.eps);
+    let fv = View::dense(b, d.inter);
+    let mut ff = vec![0f32; b * d.inter];
+    fill_rows(&mut ff, fv, w.ffn.1, None);
+    linear_into(&att, bv, w.ffn.0, &mut ff, fv, true, par);
+    activate(&mut ff, layer.activation)?;
+    let mut out = vec![0f32; b * h];
+    fill_rows(&mut out, bv, w.ffn_out.1, Some((&att, bv)));
+    linear_into(&ff, fv, w.ffn_out.0, &mut out, bv, true, par);
+    layer_norm_rows(&mut out, w.norm2.0, w.norm2.1, layer.eps);
+    Ok(out)
+}
