@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Level, Question};
-use crate::features::Features;
+use crate::features::{Features, FormatConfig, TextEncoder};
 use crate::metrics::{argmax, LevelScores};
 use crate::model::AlbertForMultipleChoice;
 
@@ -79,10 +79,17 @@ pub fn batch_tensors(
     Ok((t(ids)?, t(types)?, t(mask)?))
 }
 
-/// Logits for every question, in input order.
+/// One batch on its way to the model: the question indices and its (ids, types, mask).
+type Packed = (Vec<usize>, (Tensor, Tensor, Tensor));
+
+/// Questions per read-ahead window, in batches: each window is tokenised, sorted by length and
+/// packed into batches while the model runs the previous ones.
+const WINDOW_BATCHES: usize = 32;
+
+/// Logits for every question of `features` (already tokenised), in input order.
 ///
-/// Read-ahead: a second thread pads and packs the next batches (up to two ahead) on the CPU
-/// while the model runs the current one.
+/// Read-ahead: a second thread pads and packs the next batches (up to two ahead) while the
+/// model runs the current one.
 pub fn logits(
     model: &AlbertForMultipleChoice,
     features: &[Features],
@@ -91,46 +98,138 @@ pub fn logits(
     device: &Device,
     progress: Option<&ProgressBar>,
 ) -> Result<Vec<Vec<f32>>> {
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(); features.len()];
-    let batches = plan_batches(features, batch_size);
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        let batches = &batches;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Packed>>(2);
         scope.spawn(move || {
-            for batch in batches {
+            for batch in plan_batches(features, batch_size) {
                 let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
-                // A closed channel means the consumer stopped on an error: stop too.
-                if tx
-                    .send(batch_tensors(&feats, pad_id, &Device::Cpu))
-                    .is_err()
-                {
+                let packed = batch_tensors(&feats, pad_id, &Device::Cpu).map(|t| (batch, t));
+                // A closed channel means the model side stopped on an error: stop too.
+                if tx.send(packed).is_err() {
                     break;
                 }
             }
         });
-        for batch in batches {
-            let (ids, types, mask) = rx
-                .recv()
-                .map_err(|_| anyhow::anyhow!("batch builder stopped"))??;
-            let (ids, types, mask) = (
-                ids.to_device(device)?,
-                types.to_device(device)?,
-                mask.to_device(device)?,
-            );
-            let rows = model
-                .forward(&ids, &types, &mask, false)?
-                .to_dtype(DType::F32)?
-                .to_vec2::<f32>()?;
-            for (&i, row) in batch.iter().zip(rows) {
-                out[i] = row;
-            }
-            if let Some(p) = progress {
-                p.inc(batch.len() as u64);
-            }
+        run_batches(model, rx, features.len(), device, progress)
+    })
+}
+
+/// Questions to tokenise as the model goes (see [`logits_streaming`]).
+pub struct Streamed<'a> {
+    pub encoder: &'a TextEncoder,
+    pub questions: &'a [Question],
+    pub format: &'a FormatConfig,
+    /// Questions per read-ahead window (rounded up to a passage boundary).
+    pub window: usize,
+}
+
+impl<'a> Streamed<'a> {
+    /// Windows of [`WINDOW_BATCHES`] batches.
+    pub fn new(
+        encoder: &'a TextEncoder,
+        questions: &'a [Question],
+        format: &'a FormatConfig,
+        batch_size: usize,
+    ) -> Self {
+        Self {
+            encoder,
+            questions,
+            format,
+            window: batch_size.max(1) * WINDOW_BATCHES,
         }
-        Ok(())
-    })?;
-    Ok(out)
+    }
+}
+
+/// Logits for every question, in input order, tokenising as it goes.
+///
+/// Read-ahead: a second thread tokenises the questions in windows (cut at passage boundaries,
+/// so each article is tokenised once), sorts each window by length and packs its batches, up to
+/// two batches ahead of the model. The model starts after the first window instead of after the
+/// whole data set, and tokenising overlaps the model's work.
+pub fn logits_streaming(
+    model: &AlbertForMultipleChoice,
+    input: Streamed,
+    batch_size: usize,
+    pad_id: u32,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<Vec<Vec<f32>>> {
+    let questions = input.questions;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Packed>>(2);
+        scope.spawn(move || {
+            for (start, end) in windows(questions, input.window) {
+                let features = match input
+                    .encoder
+                    .encode_all(&questions[start..end], input.format)
+                {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                for batch in plan_batches(&features, batch_size) {
+                    let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
+                    let global = batch.iter().map(|&i| start + i).collect();
+                    let packed = batch_tensors(&feats, pad_id, &Device::Cpu).map(|t| (global, t));
+                    if tx.send(packed).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        run_batches(model, rx, questions.len(), device, progress)
+    })
+}
+
+/// Ranges of about `size` questions that do not split a passage.
+pub fn windows(questions: &[Question], size: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < questions.len() {
+        let mut end = (start + size.max(1)).min(questions.len());
+        while end < questions.len() && questions[end].passage_id == questions[end - 1].passage_id {
+            end += 1;
+        }
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// The model side of the read-ahead: runs each batch as it arrives and files its logits under
+/// the questions' indices. Every one of the `n` questions must arrive.
+fn run_batches(
+    model: &AlbertForMultipleChoice,
+    rx: std::sync::mpsc::Receiver<Result<Packed>>,
+    n: usize,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
+    for packed in rx {
+        let (batch, (ids, types, mask)) = packed?;
+        let (ids, types, mask) = (
+            ids.to_device(device)?,
+            types.to_device(device)?,
+            mask.to_device(device)?,
+        );
+        let rows = model
+            .forward(&ids, &types, &mask, false)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
+        for (&i, row) in batch.iter().zip(rows) {
+            out[i] = Some(row);
+        }
+        if let Some(p) = progress {
+            p.inc(batch.len() as u64);
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, l)| l.ok_or_else(|| anyhow::anyhow!("internal: question {i} was never batched")))
+        .collect()
 }
 
 pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Prediction> {
@@ -185,4 +284,34 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(passage: &str, index: usize) -> Question {
+        Question {
+            id: Question::make_id(passage, index),
+            passage_id: passage.into(),
+            question_index: index,
+            level: Level::Middle,
+            article: "".into(),
+            question: String::new(),
+            options: vec![],
+            label: 0,
+        }
+    }
+
+    #[test]
+    fn windows_cover_everything_and_never_split_a_passage() {
+        let qs: Vec<Question> = [("a", 3), ("b", 1), ("c", 4), ("d", 2)]
+            .iter()
+            .flat_map(|&(p, n)| (0..n).map(move |i| question(p, i)))
+            .collect();
+        assert_eq!(windows(&qs, 2), vec![(0, 3), (3, 8), (8, 10)]);
+        assert_eq!(windows(&qs, 100), vec![(0, 10)]);
+        assert_eq!(windows(&qs, 0).len(), 4);
+        assert!(windows(&[], 5).is_empty());
+    }
 }

@@ -95,9 +95,28 @@ fn check_model(name: &str) {
             );
             assert!(f.max_len() <= cfg.max_seq_len);
         }
-        for batch_size in [1, 3] {
-            let logits =
-                eval::logits(&loaded.model, &features, batch_size, 0, &Device::Cpu, None).unwrap();
+        // Up-front features, and tokenising as the model goes: in windows of 5 questions
+        // (rounded up to passage boundaries, so several windows) and of the default size.
+        let streamed = |window: Option<usize>, batch_size: usize| {
+            let mut input = eval::Streamed::new(&encoder, &ds.questions, &cfg, batch_size);
+            input.window = window.unwrap_or(input.window);
+            eval::logits_streaming(&loaded.model, input, batch_size, 0, &Device::Cpu, None).unwrap()
+        };
+        for (how, batch_size) in [
+            ("features", 1),
+            ("features", 3),
+            ("window 5", 3),
+            ("streamed", 1),
+            ("streamed", 3),
+        ] {
+            let logits = match how {
+                "features" => {
+                    eval::logits(&loaded.model, &features, batch_size, 0, &Device::Cpu, None)
+                        .unwrap()
+                }
+                "window 5" => streamed(Some(5), batch_size),
+                _ => streamed(None, batch_size),
+            };
             let mut worst = 0f32;
             for (got, r) in logits.iter().zip(&setting.questions) {
                 assert_eq!(got.len(), r.logits.len());
@@ -107,7 +126,7 @@ fn check_model(name: &str) {
             }
             assert!(
                 worst < TOLERANCE,
-                "{name}: max |logit - reference| = {worst} at max_seq_len {} batch {batch_size}",
+                "{name}: max |logit - reference| = {worst} at max_seq_len {} batch {batch_size} ({how})",
                 cfg.max_seq_len
             );
         }

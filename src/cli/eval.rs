@@ -66,7 +66,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     }
 
     let encoder = TextEncoder::new(model.load_tokenizer()?)?;
-    let features = encoder.encode_all(&dataset.questions, &format)?;
 
     crate::train::head::refuse_head_as_model(model_dir)?;
     // --head: the base model with the head's tensors in place of its own.
@@ -97,9 +96,10 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
 
     let bar = progress(dataset.questions.len() as u64, args.quiet, "eval");
     let model_start = Instant::now();
-    let logits = eval::logits(
+    // Tokenising runs in the read-ahead thread, overlapping the model.
+    let logits = eval::logits_streaming(
         &loaded.model,
-        &features,
+        eval::Streamed::new(&encoder, &dataset.questions, &format, args.batch_size),
         args.batch_size,
         config.pad_token_id,
         &device,

@@ -13,9 +13,14 @@
 //!   the head's columns;
 //! - four buffers are allocated per batch and reused by every layer;
 //! - when only the [CLS] state is needed (the pooler and the multiple-choice head read nothing
-//!   else), the last layer computes keys and values for every token but queries, attention, the
-//!   output projection and the feed-forward for the [CLS] rows alone: the other rows of the last
-//!   layer's output are never read.
+//!   else):
+//!   - padding is dropped: the sequences are packed row after row, so the GEMMs run on real
+//!     tokens only and attention runs per sequence over its own length. The reference gives
+//!     masked keys a weight of exactly 0 (`exp(finfo.min - max)` is 0 in f32) and padded rows
+//!     reach [CLS] only as masked keys, so [CLS] is the same;
+//!   - the last layer computes keys and values for every token but queries, attention, the
+//!     output projection and the feed-forward for the [CLS] rows alone: the other rows of the
+//!     last layer's output are never read.
 //!
 //! Training, other devices and other dtypes take candle's differentiable ops in
 //! [`super::encoder`]; tests hold the two paths within 1e-5 of each other and the parity tests
@@ -98,13 +103,71 @@ struct LayerSlices<'a> {
 /// Shapes of one batch.
 #[derive(Clone, Copy)]
 struct Dims {
-    batch: usize,
-    len: usize,
     hidden: usize,
     inter: usize,
     heads: usize,
     head_dim: usize,
 }
+
+/// Where each sequence's rows lie in the working buffers: `start[b]..start[b] + len[b]`.
+struct Rows {
+    start: Vec<usize>,
+    len: Vec<usize>,
+    /// Offset of sequence b's key mask in the (batch × padded len) mask.
+    mask: Vec<usize>,
+}
+
+impl Rows {
+    fn total(&self) -> usize {
+        self.len.iter().sum()
+    }
+
+    /// Every row kept, as laid out in the padded input.
+    fn padded(batch: usize, len: usize) -> Self {
+        Self {
+            start: (0..batch).map(|b| b * len).collect(),
+            len: vec![len; batch],
+            mask: (0..batch).map(|b| b * len).collect(),
+        }
+    }
+
+    /// Rows up to each sequence's last unmasked key, packed one sequence after another. Keys
+    /// after it have weight exactly 0 in the reference, and their rows reach [CLS] only as
+    /// such keys. A sequence with every key masked is kept whole (the reference then spreads
+    /// its attention evenly over all of them).
+    fn packed(mask: &[f32], batch: usize, len: usize) -> Self {
+        let mut rows = Self {
+            start: Vec::with_capacity(batch),
+            len: Vec::with_capacity(batch),
+            mask: (0..batch).map(|b| b * len).collect(),
+        };
+        let mut next = 0;
+        for m in mask.chunks_exact(len.max(1)).take(batch) {
+            let kept = match m.iter().rposition(|&v| v > MASKED) {
+                Some(last) => last + 1,
+                None => len,
+            };
+            rows.start.push(next);
+            rows.len.push(kept);
+            next += kept;
+        }
+        rows
+    }
+
+    /// Copies each sequence's rows of `x` (laid out as `from`) into a buffer laid out as `self`.
+    fn gather(&self, x: &[f32], from: &Rows, h: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.total() * h];
+        for b in 0..self.len.len() {
+            let (src, dst, n) = (from.start[b] * h, self.start[b] * h, self.len[b] * h);
+            out[dst..dst + n].copy_from_slice(&x[src..src + n]);
+        }
+        out
+    }
+}
+
+/// Additive mask values at or below this are the reference's "masked" (`finfo(f32).min`, or
+/// anything of that order): their keys get exactly zero weight.
+const MASKED: f32 = -1e30;
 
 /// Runs `layers` (in order; shared layers appear repeatedly) over `hidden` (batch, len, H) with
 /// the additive key mask (batch, 1, 1, len). Returns (batch, len, H), or (batch, H) holding only
@@ -117,10 +180,10 @@ pub fn forward(
     cls_only: bool,
 ) -> Result<Tensor> {
     let (batch, len, h) = hidden.dims3()?;
-    if h % heads != 0 {
+    if heads == 0 || h % heads != 0 {
         candle_core::bail!("cpu encoder: hidden size {h} is not a multiple of {heads} heads");
     }
-    let mut x = hidden.flatten_all()?.to_vec1::<f32>()?;
+    let padded_x = hidden.flatten_all()?.to_vec1::<f32>()?;
     let mask = mask.flatten_all()?.to_vec1::<f32>()?;
     if mask.len() != batch * len {
         candle_core::bail!(
@@ -129,24 +192,34 @@ pub fn forward(
             batch * len
         );
     }
-    let Some(first) = layers.first() else {
-        return finish(x, batch, len, h, cls_only, hidden.device());
+    let (Some(first), true) = (layers.first(), batch * len > 0) else {
+        let t = Tensor::from_vec(padded_x, (batch, len, h), hidden.device())?;
+        return if cls_only {
+            t.narrow(1, 0, 1.min(len))?.squeeze(1)
+        } else {
+            Ok(t)
+        };
     };
-    let inter = first.ffn.0.dim(0)?;
     let dims = Dims {
-        batch,
-        len,
         hidden: h,
-        inter,
+        inter: first.ffn.0.dim(0)?,
         heads,
         head_dim: h / heads,
     };
-    let rows = batch * len;
+    let padded = Rows::padded(batch, len);
+    let (rows, mut x) = if cls_only {
+        let packed = Rows::packed(&mask, batch, len);
+        let x = packed.gather(&padded_x, &padded, h);
+        (packed, x)
+    } else {
+        (padded, padded_x)
+    };
+    let n = rows.total();
     let mut bufs = Buffers {
-        qkv: vec![0f32; rows * 3 * h],
-        ctx: vec![0f32; rows * h],
-        att: vec![0f32; rows * h],
-        ff: vec![0f32; rows * inter],
+        qkv: vec![0f32; n * 3 * h],
+        ctx: vec![0f32; n * h],
+        att: vec![0f32; n * h],
+        ff: vec![0f32; n * dims.inter],
     };
     for (i, layer) in layers.iter().enumerate() {
         let guards: Vec<_> = layer.all().iter().map(|t| t.storage_and_layout()).collect();
@@ -167,9 +240,9 @@ pub fn forward(
         check_shapes(&w, &dims)?;
         let last = i + 1 == layers.len();
         if cls_only && last {
-            x = layer_cls(&w, layer, &x, &mask, &dims, &mut bufs)?;
+            x = layer_cls(&w, layer, &x, &mask, &rows, &dims, &mut bufs)?;
         } else {
-            layer_full(&w, layer, &mut x, &mask, &dims, &mut bufs)?;
+            layer_full(&w, layer, &mut x, &mask, &rows, &dims, &mut bufs)?;
         }
     }
     if cls_only {
@@ -177,23 +250,6 @@ pub fn forward(
         Tensor::from_vec(x, (batch, h), hidden.device())
     } else {
         Tensor::from_vec(x, (batch, len, h), hidden.device())
-    }
-}
-
-/// No layers: the input itself (its [CLS] rows when `cls_only`).
-fn finish(
-    x: Vec<f32>,
-    batch: usize,
-    len: usize,
-    h: usize,
-    cls_only: bool,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
-    let t = Tensor::from_vec(x, (batch, len, h), device)?;
-    if cls_only {
-        t.narrow(1, 0, 1)?.squeeze(1)
-    } else {
-        Ok(t)
     }
 }
 
@@ -370,65 +426,80 @@ impl SharedMut {
     }
 }
 
-/// Where attention reads and writes, for one batch. Offsets are in f32s.
-struct AttentionIo<'a> {
-    /// Queries: sequence `b`, query `t`, head `h` start at `b·q_seq + t·q_row + h·head_dim`.
-    q: &'a [f32],
-    q_seq: usize,
-    q_row: usize,
+/// One sequence's share of an attention call: its queries, keys and context rows.
+#[derive(Clone, Copy)]
+struct SeqAttention {
+    /// First query row and number of queries.
+    q0: usize,
     queries: usize,
-    /// Keys and values: (b, token j, head) at `b·kv_seq + j·kv_row + h·head_dim` (+ offsets).
+    /// First key (and value) row and number of keys.
+    k0: usize,
+    keys: usize,
+    /// First context row (one per query).
+    c0: usize,
+    /// Offset of its `keys` additive mask values.
+    mask0: usize,
+}
+
+/// Where attention reads and writes. Row `r`, head `h` of queries starts at `r·q_row + h·d`,
+/// of keys at `r·kv_row + k_off + h·d`, values `… + v_off …`, context `r·ctx_row + h·d`.
+struct AttentionIo<'a> {
+    q: &'a [f32],
+    q_row: usize,
     kv: &'a [f32],
+    kv_row: usize,
     k_off: usize,
     v_off: usize,
-    kv_seq: usize,
-    kv_row: usize,
-    /// Context output: (b, query t, head) at `b·ctx_seq + t·ctx_row + h·head_dim`.
-    ctx_seq: usize,
     ctx_row: usize,
+    seqs: Vec<SeqAttention>,
 }
 
 /// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
 fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
-    let (len, dh) = (d.len, d.head_dim);
+    let dh = d.head_dim;
+    let width = d.heads * dh;
     let scale = 1.0 / (dh as f32).sqrt();
-    let blocks = io.queries.div_ceil(QUERY_BLOCK);
-    let tasks = d.batch * d.heads * blocks;
-    // Every index below stays within these extents (checked once, not per task).
-    let last_q = (d.batch - 1) * io.q_seq + (io.queries - 1) * io.q_row + (d.heads - 1) * dh + dh;
-    let last_kv = (d.batch - 1) * io.kv_seq
-        + (len - 1) * io.kv_row
-        + io.k_off.max(io.v_off)
-        + (d.heads - 1) * dh
-        + dh;
-    let last_ctx =
-        (d.batch - 1) * io.ctx_seq + (io.queries - 1) * io.ctx_row + (d.heads - 1) * dh + dh;
-    assert!(io.q.len() >= last_q && io.kv.len() >= last_kv && ctx.len() >= last_ctx);
+    // Every index below stays within these bounds (checked once per sequence, not per task).
+    for s in io.seqs.iter().filter(|s| s.queries > 0) {
+        assert!(s.keys > 0 && mask.len() >= s.mask0 + s.keys);
+        assert!(io.q.len() >= (s.q0 + s.queries - 1) * io.q_row + width);
+        assert!(io.kv.len() >= (s.k0 + s.keys - 1) * io.kv_row + io.k_off.max(io.v_off) + width);
+        assert!(ctx.len() >= (s.c0 + s.queries - 1) * io.ctx_row + width);
+    }
+    let tasks: Vec<(usize, usize, usize)> = io
+        .seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(b, s)| {
+            (0..d.heads).flat_map(move |head| {
+                (0..s.queries.div_ceil(QUERY_BLOCK)).map(move |blk| (b, head, blk * QUERY_BLOCK))
+            })
+        })
+        .collect();
+    let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
     let out = SharedMut(ctx.as_mut_ptr());
-    (0..tasks).into_par_iter().for_each_init(
-        || vec![0f32; QUERY_BLOCK * len],
-        |scores, task| {
-            let (b, rest) = (task / (d.heads * blocks), task % (d.heads * blocks));
-            let (head, block) = (rest / blocks, rest % blocks);
-            let t0 = block * QUERY_BLOCK;
-            let nq = QUERY_BLOCK.min(io.queries - t0);
-            let q = b * io.q_seq + t0 * io.q_row + head * dh;
-            let k = b * io.kv_seq + io.k_off + head * dh;
-            let v = b * io.kv_seq + io.v_off + head * dh;
-            let c = b * io.ctx_seq + t0 * io.ctx_row + head * dh;
-            let s = &mut scores[..nq * len];
-            // SAFETY: reads stay within the extents asserted above; the write covers rows
-            // t0..t0+nq of this sequence and this head's columns only, which no other task
+    tasks.into_par_iter().for_each_init(
+        || vec![0f32; QUERY_BLOCK * max_keys],
+        |scores, (b, head, t0)| {
+            let s = io.seqs[b];
+            let (nq, nk) = (QUERY_BLOCK.min(s.queries - t0), s.keys);
+            let q = (s.q0 + t0) * io.q_row + head * dh;
+            let k = s.k0 * io.kv_row + io.k_off + head * dh;
+            let v = s.k0 * io.kv_row + io.v_off + head * dh;
+            let c = (s.c0 + t0) * io.ctx_row + head * dh;
+            let sc = &mut scores[..nq * nk];
+            // SAFETY: reads stay within the bounds asserted above; the write covers this
+            // sequence's context rows t0..t0+nq in this head's columns only, which no other task
             // writes, and nothing reads `ctx` while the tasks run.
             unsafe {
-                // scores = scale · Q_block Kᵀ   (nq × len)
+                // scores = scale · Q_block Kᵀ   (nq × nk)
                 gemm::gemm(
                     nq,
-                    len,
+                    nk,
                     dh,
-                    s.as_mut_ptr(),
+                    sc.as_mut_ptr(),
                     1,
-                    len as isize,
+                    nk as isize,
                     false,
                     io.q.as_ptr().add(q),
                     1,
@@ -444,21 +515,21 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
                     Parallelism::None,
                 );
             }
-            kernels::masked_softmax_rows(s, len, &mask[b * len..][..len]);
+            kernels::masked_softmax_rows(sc, nk, &mask[s.mask0..][..nk]);
             // SAFETY: as above.
             unsafe {
                 // context block = P V   (nq × head_dim)
                 gemm::gemm(
                     nq,
                     dh,
-                    len,
+                    nk,
                     out.at(c),
                     1,
                     io.ctx_row as isize,
                     false,
-                    s.as_ptr(),
+                    sc.as_ptr(),
                     1,
-                    len as isize,
+                    nk as isize,
                     io.kv.as_ptr().add(v),
                     1,
                     io.kv_row as isize,
@@ -474,40 +545,40 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
     );
 }
 
-/// One layer over every token; `x` (rows × H) is replaced by the layer's output.
+/// One layer over every row of `rows`; `x` (rows × H) is replaced by the layer's output.
 fn layer_full(
     w: &LayerSlices,
     layer: &LayerTensors,
     x: &mut [f32],
     mask: &[f32],
+    rows: &Rows,
     d: &Dims,
     bufs: &mut Buffers,
 ) -> Result<()> {
-    let (h, rows, par) = (d.hidden, d.batch * d.len, threads());
-    let xv = View::dense(rows, h);
+    let (h, n, par) = (d.hidden, rows.total(), threads());
+    let xv = View::dense(n, h);
     // Q | K | V side by side: qkv[r] = [x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv].
     for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
-        let ov = View {
-            rows,
-            cols: h,
-            stride: 3 * h,
-        };
-        let out = &mut bufs.qkv[slot * h..];
-        fill_rows(out, ov, bias, None);
-        linear_into(x, xv, wt, out, ov, true, par);
+        project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot, h, par);
     }
     let io = AttentionIo {
         q: &bufs.qkv,
-        q_seq: d.len * 3 * h,
         q_row: 3 * h,
-        queries: d.len,
         kv: &bufs.qkv,
+        kv_row: 3 * h,
         k_off: h,
         v_off: 2 * h,
-        kv_seq: d.len * 3 * h,
-        kv_row: 3 * h,
-        ctx_seq: d.len * h,
         ctx_row: h,
+        seqs: (0..rows.len.len())
+            .map(|b| SeqAttention {
+                q0: rows.start[b],
+                queries: rows.len[b],
+                k0: rows.start[b],
+                keys: rows.len[b],
+                c0: rows.start[b],
+                mask0: rows.mask[b],
+            })
+            .collect(),
     };
     attention(&io, &mut bufs.ctx, mask, d);
     // att = LayerNorm(x + ctx Wdᵀ + bd)
@@ -515,7 +586,7 @@ fn layer_full(
     linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
     layer_norm_rows(&mut bufs.att, w.norm1.0, w.norm1.1, layer.eps);
     // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
-    let fv = View::dense(rows, d.inter);
+    let fv = View::dense(n, d.inter);
     fill_rows(&mut bufs.ff, fv, w.ffn.1, None);
     linear_into(&bufs.att, xv, w.ffn.0, &mut bufs.ff, fv, true, par);
     activate(&mut bufs.ff, layer.activation)?;
@@ -525,55 +596,76 @@ fn layer_full(
     Ok(())
 }
 
-/// The last layer for the [CLS] rows alone: keys and values for every token, everything else
-/// for row 0 of each sequence. Returns (batch × H).
+/// Column block `slot` (0 = Q, 1 = K, 2 = V) of the (rows × 3H) `qkv` buffer = x Wᵀ + b.
+#[allow(clippy::too_many_arguments)]
+fn project_into_qkv(
+    x: &[f32],
+    xv: View,
+    wt: &[f32],
+    bias: &[f32],
+    qkv: &mut [f32],
+    slot: usize,
+    h: usize,
+    par: Parallelism,
+) {
+    let ov = View {
+        rows: xv.rows,
+        cols: h,
+        stride: 3 * h,
+    };
+    let out = &mut qkv[slot * h..];
+    fill_rows(out, ov, bias, None);
+    linear_into(x, xv, wt, out, ov, true, par);
+}
+
+/// The last layer for the [CLS] rows alone: keys and values for every row, everything else for
+/// the first row of each sequence. Returns (batch × H).
 fn layer_cls(
     w: &LayerSlices,
     layer: &LayerTensors,
     x: &[f32],
     mask: &[f32],
+    rows: &Rows,
     d: &Dims,
     bufs: &mut Buffers,
 ) -> Result<Vec<f32>> {
-    let (h, b, rows, par) = (d.hidden, d.batch, d.batch * d.len, threads());
-    let xv = View::dense(rows, h);
-    // The [CLS] row of each sequence, read in place: every len-th row of x.
-    let cls_v = View {
-        rows: b,
-        cols: h,
-        stride: d.len * h,
-    };
-    let bv = View::dense(b, h);
+    let (h, b, n, par) = (d.hidden, rows.len.len(), rows.total(), threads());
+    let xv = View::dense(n, h);
     for (slot, (wt, bias)) in [w.k, w.v].into_iter().enumerate() {
-        let ov = View {
-            rows,
-            cols: h,
-            stride: 3 * h,
-        };
-        let out = &mut bufs.qkv[(slot + 1) * h..];
-        fill_rows(out, ov, bias, None);
-        linear_into(x, xv, wt, out, ov, true, par);
+        project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot + 1, h, par);
+    }
+    // The [CLS] row of each sequence.
+    let bv = View::dense(b, h);
+    let mut cls = vec![0f32; b * h];
+    for (dst, &start) in cls.chunks_exact_mut(h).zip(&rows.start) {
+        dst.copy_from_slice(&x[start * h..][..h]);
     }
     let mut q = vec![0f32; b * h];
     fill_rows(&mut q, bv, w.q.1, None);
-    linear_into(x, cls_v, w.q.0, &mut q, bv, true, par);
+    linear_into(&cls, bv, w.q.0, &mut q, bv, true, par);
     let io = AttentionIo {
         q: &q,
-        q_seq: h,
         q_row: h,
-        queries: 1,
         kv: &bufs.qkv,
+        kv_row: 3 * h,
         k_off: h,
         v_off: 2 * h,
-        kv_seq: d.len * 3 * h,
-        kv_row: 3 * h,
-        ctx_seq: h,
         ctx_row: h,
+        seqs: (0..b)
+            .map(|i| SeqAttention {
+                q0: i,
+                queries: 1,
+                k0: rows.start[i],
+                keys: rows.len[i],
+                c0: i,
+                mask0: rows.mask[i],
+            })
+            .collect(),
     };
     let mut ctx = vec![0f32; b * h];
     attention(&io, &mut ctx, mask, d);
     let mut att = vec![0f32; b * h];
-    fill_rows(&mut att, bv, w.dense.1, Some((x, cls_v)));
+    fill_rows(&mut att, bv, w.dense.1, Some((&cls, bv)));
     linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);
     layer_norm_rows(&mut att, w.norm1.0, w.norm1.1, layer.eps);
     let fv = View::dense(b, d.inter);

@@ -213,16 +213,24 @@ mod tests {
     }
 
     /// The CPU inference path and candle's ops agree: several attention blocks and a partial
-    /// one (150 queries), padding, shared groups with two inner layers, each activation kind
-    /// (its own kernels and the fallback), and the [CLS]-only last layer.
+    /// one (150 queries), padding (packed away on the [CLS] path), a mask with a hole, a fully
+    /// masked sequence, shared groups with two inner layers, each activation kind (its own
+    /// kernels and the fallback), and the [CLS]-only last layer.
     #[test]
     fn cpu_path_matches_candle_ops() -> Result<()> {
         let dev = Device::Cpu;
-        let (batch, len) = (3, 150);
-        let valid = [150usize, 97, 5];
-        let keep: Vec<f32> = valid
+        let (batch, len) = (5, 150);
+        // Kept keys per sequence: all, a prefix, a short prefix, a prefix with a hole, none.
+        let kept: [&dyn Fn(usize) -> bool; 5] = [
+            &|_| true,
+            &|j| j < 97,
+            &|j| j < 5,
+            &|j| j < 120 && !(10..20).contains(&j),
+            &|_| false,
+        ];
+        let keep: Vec<f32> = kept
             .iter()
-            .flat_map(|&v| (0..len).map(move |j| if j < v { 1.0 } else { 0.0 }))
+            .flat_map(|k| (0..len).map(move |j| if k(j) { 1.0 } else { 0.0 }))
             .collect();
         let keep = Tensor::from_vec(keep, (batch, len), &dev)?;
         let mask = (keep.affine(-1.0, 1.0)? * f32::MIN as f64)?.reshape((batch, 1, 1, len))?;
