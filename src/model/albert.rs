@@ -46,9 +46,7 @@ impl AlbertModel {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let mask = self.additive_mask(attention_mask)?;
-        let embedded = self.embeddings.forward(input_ids, token_type_ids, train)?;
-        self.encoder.forward(&embedded, &mask, train)
+        self.encode(input_ids, token_type_ids, attention_mask, train, false)
     }
 
     /// The last hidden state of the first ([CLS]) token (batch, hidden). On the CPU inference
@@ -60,9 +58,24 @@ impl AlbertModel {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
+        self.encode(input_ids, token_type_ids, attention_mask, train, true)
+    }
+
+    fn encode(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+        cls_only: bool,
+    ) -> Result<Tensor> {
         let mask = self.additive_mask(attention_mask)?;
         let embedded = self.embeddings.forward(input_ids, token_type_ids, train)?;
-        self.encoder.forward_cls(&embedded, &mask, train)
+        if cls_only {
+            self.encoder.forward_cls(&embedded, &mask, train)
+        } else {
+            self.encoder.forward(&embedded, &mask, train)
+        }
     }
 
     /// The pooler: dense then tanh on the [CLS] state (batch, hidden).

@@ -1,6 +1,8 @@
 //! ALBERT in candle, one concern per file, following transformers' `modeling_albert.py`:
 //! [`config`], [`embeddings`], [`attention`], [`encoder`], [`albert`] (backbone + pooler),
-//! [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint formats).
+//! [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint formats). [`cpu_encoder`]
+//! runs the same encoder for f32 inference on the CPU on raw buffers, with the kernels in
+//! [`kernels`].
 
 pub mod activation;
 pub mod albert;
