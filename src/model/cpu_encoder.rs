@@ -1,7 +1,7 @@
 //! The encoder's inference path on the CPU in f32: the same arithmetic as [`super::encoder`]
 //! (transformers' `AlbertTransformer`, eager attention), written against raw buffers so that
 //!
-//! - the weights are read where they lie (memory-mapped or loaded), never copied or transposed:
+//! - the weights are read in place from the loaded tensors, never copied again or transposed:
 //!   each linear is one GEMM over all tokens with `W` read through transposed strides;
 //! - bias adds and the residual are fused into the GEMMs (the output buffer starts as
 //!   `residual + bias` and the GEMM accumulates into it), LayerNorm and the activation run in
@@ -23,7 +23,7 @@
 //!     last layer's output are never read.
 //!
 //! Training, other devices and other dtypes take candle's differentiable ops in
-//! [`super::encoder`]; tests hold the two paths within 1e-5 of each other and the parity tests
+//! [`super::encoder`]; a unit test holds the two paths within 2e-5 of each other and the parity tests
 //! hold both to transformers at 1e-4.
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
