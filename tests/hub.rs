@@ -92,6 +92,11 @@ fn fixture_hub() -> HubServer {
     HubServer::start(vec![tiny, sharded, private, race, broken], Some(TOKEN))
 }
 
+/// `--data SPEC --split SPLIT` (all levels) through the hub resolver.
+fn data_spec(spec: &str, split: &str, cfg: &HubConfig) -> anyhow::Result<PathBuf> {
+    hub::resolve_data(Path::new(spec), split, LevelFilter::All, cfg)
+}
+
 fn config(server: &HubServer, home: &Path) -> HubConfig {
     HubConfig {
         endpoint: server.url.clone(),
@@ -140,13 +145,7 @@ fn first_download_fills_the_cache_and_a_second_run_needs_no_server() {
     );
     assert!(!repo_dir.join("refs").join(main_commit()).exists());
     assert!(matches!(m.tokenizer, TokenizerFile::Json(_)));
-    let data_dir = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let data_dir = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     assert_eq!(
         data_dir,
         snapshot(
@@ -163,13 +162,7 @@ fn first_download_fills_the_cache_and_a_second_run_needs_no_server() {
     server.stop();
     let again = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
     assert_eq!(again.dir, snap);
-    let again = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let again = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     assert_eq!(again, data_dir);
     assert_eq!(server.log().len(), requests, "the cache answered alone");
     // A model not in the cache now needs the (stopped) server: a clear network error.
@@ -200,14 +193,9 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
     ] {
         assert!(e.contains(part), "{part:?} missing from: {e}");
     }
-    let e = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = data_spec("hub:race-eval/race-sample", "test", &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("race-eval/race-sample") && e.contains("split `test`"),
         "{e}"
@@ -221,33 +209,15 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
 
     cfg.offline = false;
     hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg).unwrap();
-    let test_dir = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let test_dir = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     let before = server.log().len();
     cfg.offline = true;
     let m = hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg).unwrap();
     assert!(m.dir.ends_with(v0_commit()));
-    let again = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let again = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     assert_eq!(again, test_dir);
     // Only the test split was fetched: the train split is a named miss.
-    let e = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "train",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap_err();
+    let e = data_spec("hub:race-eval/race-sample", "train", &cfg).unwrap_err();
     assert!(format!("{e:#}").contains("HF_HUB_OFFLINE"), "{e:#}");
     assert_eq!(server.log().len(), before);
 }
@@ -301,23 +271,13 @@ fn not_found_errors_name_the_repo_revision_or_split() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("revision `v9`"), "{e}");
-    let e = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample/high"),
-        "train",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = data_spec("hub:race-eval/race-sample/high", "train", &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no split `train`") && e.contains("test"), "{e}");
-    let e = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample/grade9"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = data_spec("hub:race-eval/race-sample/grade9", "test", &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("no config `grade9`") && e.contains("all, high, middle"),
         "{e}"
@@ -446,13 +406,7 @@ fn hub_parquet_reads_like_the_jsonl_it_was_written_from() {
     let cfg = config(&server, home.path());
     let opts = LoadOptions::default();
     let local = data::load(&manifest().join("datasets/sample/test.jsonl"), &opts).unwrap();
-    let dir = hub::resolve_data(
-        Path::new("hub:race-eval/race-sample"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let dir = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     let hubbed = data::load(&dir, &opts).unwrap();
     assert_eq!(hubbed.format, "parquet");
     assert_eq!(hubbed.questions.len(), local.questions.len());
@@ -478,13 +432,7 @@ fn hub_parquet_reads_like_the_jsonl_it_was_written_from() {
         .iter()
         .all(|q| q.passage_id.starts_with("high")));
 
-    let broken = hub::resolve_data(
-        Path::new("hub:race-eval/no-answers"),
-        "test",
-        LevelFilter::All,
-        &cfg,
-    )
-    .unwrap();
+    let broken = data_spec("hub:race-eval/no-answers", "test", &cfg).unwrap();
     let e = data::load(&broken, &opts).unwrap_err().to_string();
     assert!(e.contains("missing column(s) options, answer"), "{e}");
 }

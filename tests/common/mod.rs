@@ -287,8 +287,26 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
     Ok(())
 }
 
-fn find_repo<'a>(st: &'a State, kind: &str, id: &str) -> Option<&'a HubRepo> {
-    st.repos.iter().find(|r| r.kind == kind && r.id == id)
+/// The repo `id` as the caller may see it, or the Hub's answer when it may not: 404 for an
+/// unknown repo, 401 for a private one without the right token (the Hub says RepoNotFound for
+/// both, so a private repo's existence does not leak).
+fn visible_repo<'a>(
+    st: &'a State,
+    kind: &str,
+    id: &str,
+    headers: &HashMap<String, String>,
+) -> Result<&'a HubRepo, Reply> {
+    let Some(repo) = st.repos.iter().find(|r| r.kind == kind && r.id == id) else {
+        return Err(error(404, "RepoNotFound", "Repository not found"));
+    };
+    if !authorized(st, repo, headers) {
+        return Err(error(
+            401,
+            "RepoNotFound",
+            "Invalid credentials in Authorization header",
+        ));
+    }
+    Ok(repo)
 }
 
 /// A relative 307 to the repo's current id, as the Hub answers for renamed repos.
@@ -334,16 +352,10 @@ fn route(st: &State, target: &str, headers: &HashMap<String, String>) -> Reply {
         }) {
             return r;
         }
-        let Some(repo) = find_repo(st, kind, id) else {
-            return error(404, "RepoNotFound", "Repository not found");
+        let repo = match visible_repo(st, kind, id, headers) {
+            Ok(repo) => repo,
+            Err(reply) => return reply,
         };
-        if !authorized(st, repo, headers) {
-            return error(
-                401,
-                "RepoNotFound",
-                "Invalid credentials in Authorization header",
-            );
-        }
         let Some((commit, files)) = commit_of(repo, rev) else {
             return error(404, "RevisionNotFound", "Invalid rev id");
         };
@@ -385,16 +397,10 @@ fn route(st: &State, target: &str, headers: &HashMap<String, String>) -> Reply {
     if let Some(r) = renamed(st, kind, id, |to| format!("{prefix}/{to}/resolve/{rest}")) {
         return r;
     }
-    let Some(repo) = find_repo(st, kind, id) else {
-        return error(404, "RepoNotFound", "Repository not found");
+    let repo = match visible_repo(st, kind, id, headers) {
+        Ok(repo) => repo,
+        Err(reply) => return reply,
     };
-    if !authorized(st, repo, headers) {
-        return error(
-            401,
-            "RepoNotFound",
-            "Invalid credentials in Authorization header",
-        );
-    }
     let Some((rev, file)) = rest.split_once('/') else {
         return error(404, "", "unknown path");
     };
