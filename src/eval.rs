@@ -79,8 +79,49 @@ pub fn batch_tensors(
     Ok((t(ids)?, t(types)?, t(mask)?))
 }
 
-/// One batch on its way to the model: the question indices and its (ids, types, mask).
-type Packed = (Vec<usize>, (Tensor, Tensor, Tensor));
+/// One batch on its way to the model.
+struct Packed {
+    /// Indices of its questions in the input.
+    questions: Vec<usize>,
+    /// (ids, types, mask), (batch, choices, len).
+    tensors: (Tensor, Tensor, Tensor),
+    /// Tokens before padding.
+    real_tokens: usize,
+}
+
+/// Tokens a run fed the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Before padding: what the CPU path computes (it packs padding away).
+    pub real: usize,
+    /// With each batch padded to its longest sequence: what a padded (GPU) batch computes.
+    pub padded: usize,
+}
+
+type Sender = std::sync::mpsc::SyncSender<Result<Packed>>;
+
+/// Packs `features` into length-sorted batches and sends them to the model side, with question
+/// indices offset by `first`. Returns false once the model side has stopped (on an error).
+fn send_batches(
+    tx: &Sender,
+    features: &[Features],
+    first: usize,
+    batch_size: usize,
+    pad_id: u32,
+) -> bool {
+    plan_batches(features, batch_size).into_iter().all(|batch| {
+        let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
+        let packed = batch_tensors(&feats, pad_id, &Device::Cpu).map(|tensors| Packed {
+            questions: batch.iter().map(|&i| first + i).collect(),
+            tensors,
+            real_tokens: feats
+                .iter()
+                .flat_map(|f| f.input_ids.iter().map(Vec::len))
+                .sum(),
+        });
+        tx.send(packed).is_ok()
+    })
+}
 
 /// Questions per read-ahead window, in batches: each window is tokenised, sorted by length and
 /// packed into batches while the model runs the previous ones.
@@ -99,18 +140,9 @@ pub fn logits(
     progress: Option<&ProgressBar>,
 ) -> Result<Vec<Vec<f32>>> {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Packed>>(2);
-        scope.spawn(move || {
-            for batch in plan_batches(features, batch_size) {
-                let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
-                let packed = batch_tensors(&feats, pad_id, &Device::Cpu).map(|t| (batch, t));
-                // A closed channel means the model side stopped on an error: stop too.
-                if tx.send(packed).is_err() {
-                    break;
-                }
-            }
-        });
-        run_batches(model, rx, features.len(), device, progress)
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || send_batches(&tx, features, 0, batch_size, pad_id));
+        run_batches(model, rx, features.len(), device, progress).map(|(logits, _)| logits)
     })
 }
 
@@ -145,7 +177,7 @@ impl<'a> Streamed<'a> {
 /// Read-ahead: a second thread tokenises the questions in windows (cut at passage boundaries,
 /// so each article is tokenised once), sorts each window by length and packs its batches, up to
 /// two batches ahead of the model. The model starts after the first window instead of after the
-/// whole data set, and tokenising overlaps the model's work.
+/// whole data set, and tokenising overlaps the model's work. Also returns the tokens it ran.
 pub fn logits_streaming(
     model: &AlbertForMultipleChoice,
     input: Streamed,
@@ -153,27 +185,20 @@ pub fn logits_streaming(
     pad_id: u32,
     device: &Device,
     progress: Option<&ProgressBar>,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(Vec<Vec<f32>>, Tokens)> {
     let questions = input.questions;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Packed>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
         scope.spawn(move || {
             for (start, end) in windows(questions, input.window) {
-                let features = match input
+                match input
                     .encoder
                     .encode_all(&questions[start..end], input.format)
                 {
-                    Ok(f) => f,
+                    Ok(features) if send_batches(&tx, &features, start, batch_size, pad_id) => {}
+                    Ok(_) => return,
                     Err(e) => {
                         let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                for batch in plan_batches(&features, batch_size) {
-                    let feats: Vec<&Features> = batch.iter().map(|&i| &features[i]).collect();
-                    let global = batch.iter().map(|&i| start + i).collect();
-                    let packed = batch_tensors(&feats, pad_id, &Device::Cpu).map(|t| (global, t));
-                    if tx.send(packed).is_err() {
                         return;
                     }
                 }
@@ -206,10 +231,17 @@ fn run_batches(
     n: usize,
     device: &Device,
     progress: Option<&ProgressBar>,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(Vec<Vec<f32>>, Tokens)> {
     let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut tokens = Tokens::default();
     for packed in rx {
-        let (batch, (ids, types, mask)) = packed?;
+        let Packed {
+            questions: batch,
+            tensors: (ids, types, mask),
+            real_tokens,
+        } = packed?;
+        tokens.real += real_tokens;
+        tokens.padded += ids.elem_count();
         let (ids, types, mask) = (
             ids.to_device(device)?,
             types.to_device(device)?,
@@ -226,10 +258,12 @@ fn run_batches(
             p.inc(batch.len() as u64);
         }
     }
-    out.into_iter()
+    let logits = out
+        .into_iter()
         .enumerate()
         .map(|(i, l)| l.ok_or_else(|| anyhow::anyhow!("internal: question {i} was never batched")))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((logits, tokens))
 }
 
 pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Prediction> {

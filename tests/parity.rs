@@ -97,10 +97,20 @@ fn check_model(name: &str) {
         }
         // Up-front features, and tokenising as the model goes: in windows of 5 questions
         // (rounded up to passage boundaries, so several windows) and of the default size.
+        let real_tokens: usize = features
+            .iter()
+            .flat_map(|f| f.input_ids.iter().map(Vec::len))
+            .sum();
         let streamed = |window: Option<usize>, batch_size: usize| {
             let mut input = eval::Streamed::new(&encoder, &ds.questions, &cfg, batch_size);
             input.window = window.unwrap_or(input.window);
-            eval::logits_streaming(&loaded.model, input, batch_size, 0, &Device::Cpu, None).unwrap()
+            let (logits, tokens) =
+                eval::logits_streaming(&loaded.model, input, batch_size, 0, &Device::Cpu, None)
+                    .unwrap();
+            // It reports every real token it fed, and padding on top.
+            assert_eq!(tokens.real, real_tokens);
+            assert!(tokens.padded >= tokens.real);
+            logits
         };
         for (how, batch_size) in [
             ("features", 1),

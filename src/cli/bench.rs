@@ -195,7 +195,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let encoder = TextEncoder::from_file(&tokenizer)?;
     let fmt = FormatConfig::default();
     // As `eval` runs: tokenising in the read-ahead thread, overlapping the model.
-    eval::logits_streaming(
+    let (_, tokens) = eval::logits_streaming(
         &model,
         eval::Streamed::new(&encoder, &ds.questions, &fmt, args.batch),
         args.batch,
@@ -204,23 +204,12 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         None,
     )?;
     let wall = started.elapsed().as_secs_f64();
-    // Token counts, after the timing: real tokens (what the CPU path runs: it drops padding),
-    // tokens with padding to each batch's longest (what a padded device path runs) and with
-    // every sequence padded to 512.
-    let features = encoder.encode_all(&ds.questions, &fmt)?;
-    let real_tokens: usize = features
+    let (real_tokens, padded_tokens) = (tokens.real, tokens.padded);
+    let padded_to_512: usize = ds
+        .questions
         .iter()
-        .flat_map(|f| f.input_ids.iter().map(Vec::len))
+        .map(|q| q.options.len() * fmt.max_seq_len)
         .sum();
-    let padded_tokens: usize = eval::plan_batches(&features, args.batch)
-        .iter()
-        .map(|b| {
-            b.len()
-                * features[b[0]].choices()
-                * b.iter().map(|&i| features[i].max_len()).max().unwrap_or(0)
-        })
-        .sum();
-    let padded_to_512: usize = features.iter().map(|f| f.choices() * fmt.max_seq_len).sum();
     let n = ds.questions.len();
     let v = serde_json::json!({
         "data": path, "model": args.model, "questions": n, "batch": args.batch,

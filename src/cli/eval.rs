@@ -97,7 +97,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let bar = progress(dataset.questions.len() as u64, args.quiet, "eval");
     let model_start = Instant::now();
     // Tokenising runs in the read-ahead thread, overlapping the model.
-    let logits = eval::logits_streaming(
+    let (logits, _) = eval::logits_streaming(
         &loaded.model,
         eval::Streamed::new(&encoder, &dataset.questions, &format, args.batch_size),
         args.batch_size,

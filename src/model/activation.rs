@@ -82,7 +82,7 @@ impl Activation {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Gelu => x.gelu_erf(),
-            Self::GeluTanh => super::kernels::gelu_tanh(x),
+            Self::GeluTanh => x.gelu(),
             Self::Gelu10 => x.gelu_erf()?.clamp(-10f32, 10f32),
             Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
             Self::Relu => x.relu(),

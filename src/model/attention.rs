@@ -5,8 +5,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 use super::config::AlbertConfig;
-use super::kernels;
-use super::layers::{dropout, layer_norm, linear, Linear, Norm};
+use super::layers::{dropout, layer_norm, linear, softmax_last_dim, Linear, Norm};
 
 pub struct AlbertAttention {
     pub(super) query: Linear,
@@ -14,7 +13,7 @@ pub struct AlbertAttention {
     pub(super) value: Linear,
     pub(super) dense: Linear,
     pub(super) norm: Norm,
-    pub(super) heads: usize,
+    heads: usize,
     head_dim: usize,
     attention_dropout: f64,
     output_dropout: f64,
@@ -51,7 +50,8 @@ impl AlbertAttention {
         let k = self.split_heads(&self.key.forward(x)?)?;
         let v = self.split_heads(&self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let probs = kernels::scaled_masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
+        // Differentiable when training (see `layers::softmax_last_dim`).
+        let probs = softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?)?;
         let probs = dropout(&probs, self.attention_dropout, train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let projected = dropout(&self.dense.forward(&context)?, self.output_dropout, train)?;

@@ -75,6 +75,7 @@ pub struct AlbertEncoder {
     /// `groups[g][k]`: inner layer `k` of group `g`.
     groups: Vec<Vec<AlbertLayer>>,
     group_of_layer: Vec<usize>,
+    heads: usize,
 }
 
 impl AlbertEncoder {
@@ -100,6 +101,7 @@ impl AlbertEncoder {
             mapping_in,
             groups,
             group_of_layer,
+            heads: cfg.num_attention_heads,
         })
     }
 
@@ -135,13 +137,7 @@ impl AlbertEncoder {
                 .iter()
                 .flat_map(|&g| self.groups[g].iter().map(AlbertLayer::tensors))
                 .collect();
-            let heads = self
-                .groups
-                .iter()
-                .flatten()
-                .next()
-                .map_or(1, |l| l.attention.heads);
-            return cpu_encoder::forward(&layers, &hidden, mask, heads, cls_only);
+            return cpu_encoder::forward(&layers, &hidden, mask, self.heads, cls_only);
         }
         let mut hidden = hidden;
         for &g in &self.group_of_layer {
@@ -162,6 +158,8 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Shape};
     use candle_nn::{var_builder::SimpleBackend, Init};
+
+    use crate::model::kernels::tests::max_abs_diff;
 
     /// Every tensor random as plain tensors, LayerNorm's too so that their wiring shows:
     /// matrices with variance 1/fan_in so that attention is neither uniform nor one-hot,
@@ -205,11 +203,6 @@ mod tests {
         fn contains_tensor(&self, _: &str) -> bool {
             false
         }
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
-        d.expect("comparable tensors")
     }
 
     /// The CPU inference path and candle's ops agree: several attention blocks and a partial

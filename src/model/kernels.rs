@@ -1,18 +1,11 @@
-//! CPU inference kernels where candle's generic ops leave speed behind: a multi-threaded GELU
-//! (tanh form) whose tanh is built from `exp_m1`, and a fused scale + mask + softmax. They run
-//! for f32 tensors on the CPU that do not track gradients; everything else (training, GPUs,
-//! other dtypes) takes candle's ops, so results never depend on which path ran beyond f32
-//! rounding (the parity tests hold both to 1e-4).
-
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+//! The element-wise and row-wise kernels of [`super::cpu_encoder`], the CPU f32 inference
+//! path: GELU in both forms, masked softmax and LayerNorm, in place on slices. Their `exp`,
+//! `tanh` and `erf` avoid libm calls so that the loops vectorise, and `simd_fn!` compiles
+//! each kernel for AVX2 + FMA as well, picked at run time. Everything else (training, GPUs,
+//! other dtypes) runs candle's ops; the parity tests hold both paths to transformers at 1e-4.
 
 /// Elements per parallel work item.
 pub(crate) const CHUNK: usize = 16 * 1024;
-
-fn fast_path(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op()
-}
 
 /// e^x for f32 without a libm call, so loops over it vectorise: x = n ln 2 + r with |r| <= ln2/2,
 /// e^r by its degree-6 Taylor polynomial (relative error below 2e-7 over that range), and 2^n
@@ -187,127 +180,27 @@ simd_fn! {
     }
 }
 
-struct GeluTanh;
-
-impl CustomOp1 for GeluTanh {
-    fn name(&self) -> &'static str {
-        "race-eval-gelu-tanh"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("gelu kernel: expects contiguous f32");
-        };
-        let src = &data[start..end];
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, i)| {
-                o.copy_from_slice(i);
-                gelu_tanh_in_place(o);
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-/// GELU, tanh form (`gelu_new`): the kernel on the CPU fast path, candle's op elsewhere.
-pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    if fast_path(x) {
-        x.contiguous()?.apply_op1_no_bwd(&GeluTanh)
-    } else {
-        x.gelu()
-    }
-}
-
-/// softmax(scores · scale + mask) over the last dimension, for scores (batch, heads, q, k) and an
-/// additive mask (batch, 1, 1, k).
-struct ScaledMaskedSoftmax {
-    scale: f32,
-}
-
-impl CustomOp2 for ScaledMaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "race-eval-scaled-masked-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(scores), CpuStorage::F32(mask)) = (s1, s2) else {
-            candle_core::bail!("softmax kernel: expects f32");
-        };
-        let (Some((s0, s1e)), Some((m0, m1e))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("softmax kernel: expects contiguous inputs");
-        };
-        let (b, h, q, k) = l1.shape().dims4()?;
-        let scores = &scores[s0..s1e];
-        let mask = &mask[m0..m1e];
-        if mask.len() != b * k {
-            candle_core::bail!(
-                "softmax kernel: mask has {} values, expected {}",
-                mask.len(),
-                b * k
-            );
-        }
-        let scale = self.scale;
-        let mut out = vec![0f32; scores.len()];
-        out.par_chunks_mut(k)
-            .zip(scores.par_chunks(k))
-            .enumerate()
-            .for_each(|(row, (o, s))| {
-                let m = &mask[(row / (h * q)) * k..][..k];
-                for (o, &s) in o.iter_mut().zip(s) {
-                    *o = s * scale;
-                }
-                masked_softmax_rows(o, k, m);
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
-/// Attention probabilities softmax(scores · scale + mask): one fused kernel on the CPU fast path.
-pub fn scaled_masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-    if fast_path(scores) && fast_path(mask) && scores.rank() == 4 {
-        scores.contiguous()?.apply_op2_no_bwd(
-            &mask.contiguous()?,
-            &ScaledMaskedSoftmax {
-                scale: scale as f32,
-            },
-        )
-    } else {
-        // Differentiable when training (see `layers::softmax_last_dim`).
-        super::layers::softmax_last_dim(&(scores * scale)?.broadcast_add(mask)?)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
+        d.expect("comparable tensors")
+    }
+
+    /// `kernel` applied to a copy of `x`'s values.
+    fn in_place(x: &Tensor, kernel: fn(&mut [f32])) -> Tensor {
+        let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        kernel(&mut v);
+        Tensor::from_vec(v, x.shape(), x.device()).unwrap()
     }
 
     #[test]
-    fn gelu_kernel_matches_candle_gelu() {
+    fn tanh_gelu_matches_candle_gelu() {
         let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
-        let fast = gelu_tanh(&x).unwrap();
-        let reference = x.gelu().unwrap();
-        let diff = max_abs_diff(&fast, &reference);
+        let diff = max_abs_diff(&in_place(&x, gelu_tanh_in_place), &x.gelu().unwrap());
         assert!(diff < 1e-6, "{diff}");
         for i in -4000..4000 {
             let u = i as f32 * 0.005;
@@ -320,25 +213,15 @@ mod tests {
             );
         }
         // Large inputs saturate instead of overflowing.
-        let big = Tensor::new(&[-100f32, -20.0, 0.0, 20.0, 100.0], &Device::Cpu).unwrap();
-        let v = gelu_tanh(&big).unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(v, vec![-0.0, -0.0, 0.0, 20.0, 100.0]);
+        let mut big = [-100f32, -20.0, 0.0, 20.0, 100.0];
+        gelu_tanh_in_place(&mut big);
+        assert_eq!(big, [-0.0, -0.0, 0.0, 20.0, 100.0]);
     }
 
     #[test]
     fn erf_gelu_matches_candle_gelu_erf() {
         let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
-        let reference = x.gelu_erf().unwrap().flatten_all().unwrap();
-        let fast: Vec<f32> = x
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(gelu_erf_scalar)
-            .collect();
-        let fast = Tensor::new(fast, &Device::Cpu).unwrap();
-        let diff = max_abs_diff(&fast, &reference);
+        let diff = max_abs_diff(&in_place(&x, gelu_erf_in_place), &x.gelu_erf().unwrap());
         assert!(diff < 1e-6, "{diff}");
         for (x, want) in [(-30f32, 0.0f32), (0.0, 0.0), (30.0, 30.0)] {
             assert_eq!(gelu_erf_scalar(x), want, "gelu({x})");
@@ -346,35 +229,39 @@ mod tests {
     }
 
     #[test]
-    fn fused_softmax_matches_the_unfused_ops() {
+    fn masked_softmax_matches_candle_softmax() {
         let dev = Device::Cpu;
-        let scores = Tensor::randn(0f32, 4.0, (2, 3, 5, 6), &dev).unwrap();
-        let keep = Tensor::new(
-            &[[1f32, 1., 1., 1., 0., 0.], [1., 1., 1., 1., 1., 1.]],
-            &dev,
-        )
-        .unwrap();
-        let mask = ((keep.affine(-1.0, 1.0).unwrap()) * f32::MIN as f64)
-            .unwrap()
-            .reshape((2, 1, 1, 6))
-            .unwrap();
-        let fast = scaled_masked_softmax(&scores, &mask, 0.125).unwrap();
-        let reference = candle_nn::ops::softmax_last_dim(
-            &(&scores * 0.125).unwrap().broadcast_add(&mask).unwrap(),
-        )
-        .unwrap();
+        // Rows of 13 (not a multiple of the 8 lanes, so the tail is exercised).
+        let scores = Tensor::randn(0f32, 4.0, (5, 13), &dev).unwrap();
+        let mask: Vec<f32> = (0..13)
+            .map(|j| if j == 3 || j >= 11 { f32::MIN } else { 0.0 })
+            .collect();
+        let mask_t = Tensor::new(mask.as_slice(), &dev).unwrap();
+        let reference =
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask_t).unwrap()).unwrap();
+        let mut fast = scores.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        masked_softmax_rows(&mut fast, 13, &mask);
+        let fast = Tensor::from_vec(fast, (5, 13), &dev).unwrap();
         let diff = max_abs_diff(&fast, &reference);
         assert!(diff < 1e-6, "{diff}");
-        // Masked keys get no weight.
-        let row = fast
-            .get(0)
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(&row[4..], &[0.0, 0.0]);
+        // Masked keys get exactly no weight.
+        for row in fast.to_vec2::<f32>().unwrap() {
+            assert_eq!((row[3], row[11], row[12]), (0.0, 0.0, 0.0));
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_candle_layer_norm() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(1f32, 2.0, (6, 21), &dev).unwrap();
+        let w = Tensor::randn(1f32, 0.3, 21, &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.3, 21, &dev).unwrap();
+        let reference = candle_nn::ops::layer_norm_slow(&x, &w, &b, 1e-12).unwrap();
+        let mut fast = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (wv, bv) = (w.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+        layer_norm_rows(&mut fast, &wv, &bv, 1e-12);
+        let fast = Tensor::from_vec(fast, (6, 21), &dev).unwrap();
+        let diff = max_abs_diff(&fast, &reference);
+        assert!(diff < 2e-6, "{diff}");
     }
 }
