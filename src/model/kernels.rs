@@ -12,7 +12,7 @@ pub(crate) const CHUNK: usize = 16 * 1024;
 /// put straight into the exponent bits. Inputs are clamped to [-87, 88], where f32 e^x neither
 /// overflows nor goes subnormal.
 #[inline(always)]
-pub fn exp_fast(x: f32) -> f32 {
+fn exp_fast(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
