@@ -11,7 +11,7 @@ use candle_nn::{Init, VarBuilder};
 use candle_transformers::models::bert;
 use serde::Serialize;
 
-use crate::model::{AlbertConfig, AlbertForMultipleChoice};
+use crate::model::{ModelConfig, MultipleChoiceModel};
 
 /// Forward FLOPs (multiply-add = 2) of one sequence of `len` tokens through ALBERT or BERT-shaped
 /// layers: projections, attention products, feed-forward; embeddings lookups are free.
@@ -23,7 +23,7 @@ pub fn encoder_flops(hidden: usize, intermediate: usize, layer_passes: usize, le
     layer_passes as f64 * (projections + attention + ffn)
 }
 
-pub fn albert_flops(cfg: &AlbertConfig, len: usize) -> f64 {
+pub fn albert_flops(cfg: &ModelConfig, len: usize) -> f64 {
     let passes = cfg.num_hidden_layers * cfg.inner_group_num;
     let mapping = 2.0 * len as f64 * cfg.embedding_size as f64 * cfg.hidden_size as f64;
     let pooler = 2.0 * (cfg.hidden_size * cfg.hidden_size) as f64;
@@ -65,7 +65,7 @@ pub fn bert_params(cfg: &bert::Config) -> usize {
 
 /// A model with random weights, to time.
 pub enum BenchModel {
-    Albert(Box<AlbertForMultipleChoice>, AlbertConfig),
+    Albert(Box<MultipleChoiceModel>, ModelConfig),
     Bert(Box<bert::BertModel>, bert::Config),
 }
 
@@ -99,8 +99,8 @@ fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
 }
 
 impl BenchModel {
-    pub fn random_albert(cfg: &AlbertConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let model = AlbertForMultipleChoice::load(random_weights(dtype, device), cfg)?;
+    pub fn random_albert(cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let model = MultipleChoiceModel::load(random_weights(dtype, device), cfg)?;
         Ok(Self::Albert(Box::new(model), cfg.clone()))
     }
 

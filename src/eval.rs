@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Level, Question};
 use crate::features::{Features, FormatConfig, TextEncoder};
 use crate::metrics::{argmax, LevelScores};
-use crate::model::AlbertForMultipleChoice;
+use crate::model::MultipleChoiceModel;
 
 /// One line of `predictions.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ const WINDOW_BATCHES: usize = 32;
 /// Read-ahead: a second thread pads and packs the next batches (up to two ahead) while the
 /// model runs the current one.
 pub fn logits(
-    model: &AlbertForMultipleChoice,
+    model: &MultipleChoiceModel,
     features: &[Features],
     batch_size: usize,
     pad_id: u32,
@@ -179,7 +179,7 @@ impl<'a> Streamed<'a> {
 /// two batches ahead of the model. The model starts after the first window instead of after the
 /// whole data set, and tokenising overlaps the model's work. Also returns the tokens it ran.
 pub fn logits_streaming(
-    model: &AlbertForMultipleChoice,
+    model: &MultipleChoiceModel,
     input: Streamed,
     batch_size: usize,
     pad_id: u32,
@@ -226,7 +226,7 @@ pub fn windows(questions: &[Question], size: usize) -> Vec<(usize, usize)> {
 /// The model side of the read-ahead: runs each batch as it arrives and files its logits under
 /// the questions' indices. Every one of the `n` questions must arrive.
 fn run_batches(
-    model: &AlbertForMultipleChoice,
+    model: &MultipleChoiceModel,
     rx: std::sync::mpsc::Receiver<Result<Packed>>,
     n: usize,
     device: &Device,

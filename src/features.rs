@@ -6,6 +6,11 @@
 //! - QA tokens keep their last `max_qa_len`; the article keeps its first
 //!   `max_seq_len - 3 - len(qa)`;
 //! - the sequence is `[CLS] article [SEP] qa [SEP]`, segment ids 0 then 1.
+//!
+//! Other families keep these rules but lay the pair out as their tokenizer's post-processor
+//! does (tokenizer.json's `post_processor`: RoBERTa's `<s> A </s></s> B </s>` with type ids 0,
+//! BERT's template, …): [`PairTemplate`] reads that layout off the post-processor itself, and
+//! the article's budget is `max_seq_len` minus the template's special tokens minus the QA.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,7 +42,7 @@ impl FormatConfig {
     pub fn validate(&self, max_positions: usize) -> Result<()> {
         if self.max_seq_len > max_positions {
             bail!(
-                "--max-seq-len {} exceeds the model's max_position_embeddings ({max_positions})",
+                "--max-seq-len {} exceeds the longest input the model's position table allows ({max_positions})",
                 self.max_seq_len
             );
         }
@@ -79,11 +84,120 @@ impl Features {
     }
 }
 
-/// A tokenizer with the special ids the RACE format needs.
+/// One piece of a pair layout: a special token, or where sequence A or B goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Special(u32),
+    A,
+    B,
+}
+
+/// How the tokenizer lays out a pair (A = article, B = question + option): each piece with its
+/// token type id, as the tokenizer's post-processor produces them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairTemplate {
+    pieces: Vec<(Piece, u32)>,
+}
+
+/// Stand-in ids for the two sequences while reading a post-processor's layout.
+const SENTINEL_A: u32 = u32::MAX - 1;
+const SENTINEL_B: u32 = u32::MAX - 2;
+
+impl PairTemplate {
+    /// ALBERT's `[CLS] A [SEP] B [SEP]`, types 0 0 0 1 1.
+    pub fn cls_sep(cls: u32, sep: u32) -> Self {
+        Self {
+            pieces: vec![
+                (Piece::Special(cls), 0),
+                (Piece::A, 0),
+                (Piece::Special(sep), 0),
+                (Piece::B, 1),
+                (Piece::Special(sep), 1),
+            ],
+        }
+    }
+
+    /// The layout the tokenizer's post-processor gives a pair: it is run once on two one-token
+    /// sequences and the result read back. Without a post-processor, ALBERT's layout with the
+    /// tokenizer's `[CLS]` and `[SEP]`.
+    pub fn from_tokenizer(tokenizer: &Tokenizer) -> Result<Self> {
+        if tokenizer.get_post_processor().is_none() {
+            let id = |tok: &str| {
+                tokenizer.token_to_id(tok).with_context(|| {
+                    format!("the tokenizer has no post-processor and no {tok} token, so the input layout is unknown")
+                })
+            };
+            return Ok(Self::cls_sep(id("[CLS]")?, id("[SEP]")?));
+        }
+        let one = |id: u32, type_id: u32| {
+            tokenizers::Encoding::from_tokens(
+                vec![tokenizers::Token::new(id, String::new(), (0, 0))],
+                type_id,
+            )
+        };
+        let pair = tokenizer
+            .post_process(one(SENTINEL_A, 0), Some(one(SENTINEL_B, 1)), true)
+            .map_err(|e| anyhow!("the tokenizer's post-processor failed on a pair: {e}"))?;
+        let pieces: Vec<(Piece, u32)> = pair
+            .get_ids()
+            .iter()
+            .zip(pair.get_type_ids())
+            .map(|(&id, &t)| {
+                let piece = match id {
+                    SENTINEL_A => Piece::A,
+                    SENTINEL_B => Piece::B,
+                    id => Piece::Special(id),
+                };
+                (piece, t)
+            })
+            .collect();
+        let count = |p: Piece| pieces.iter().filter(|(q, _)| *q == p).count();
+        let at = |p: Piece| pieces.iter().position(|(q, _)| *q == p);
+        if count(Piece::A) != 1 || count(Piece::B) != 1 || at(Piece::A) > at(Piece::B) {
+            bail!(
+                "the tokenizer's post-processor does not lay out a pair of sequences as one first sequence then one second (got {} pieces)",
+                pieces.len()
+            );
+        }
+        Ok(Self { pieces })
+    }
+
+    /// Special tokens the layout adds to a pair.
+    pub fn specials(&self) -> usize {
+        self.pieces
+            .iter()
+            .filter(|(p, _)| matches!(p, Piece::Special(_)))
+            .count()
+    }
+
+    /// The first special token: the one whose last hidden state the head reads ([CLS], `<s>`).
+    pub fn first_special(&self) -> Option<u32> {
+        match self.pieces.first() {
+            Some((Piece::Special(id), _)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// `a` and `b` laid out: (ids, type ids).
+    fn lay_out(&self, a: &[u32], b: &[u32]) -> (Vec<u32>, Vec<u32>) {
+        let n = a.len() + b.len() + self.specials();
+        let (mut ids, mut types) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for &(piece, t) in &self.pieces {
+            match piece {
+                Piece::Special(id) => ids.push(id),
+                Piece::A => ids.extend_from_slice(a),
+                Piece::B => ids.extend_from_slice(b),
+            }
+            types.resize(ids.len(), t);
+        }
+        (ids, types)
+    }
+}
+
+/// A tokenizer with the pair layout the RACE format needs.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
-    pub cls: u32,
-    pub sep: u32,
+    template: PairTemplate,
 }
 
 impl TextEncoder {
@@ -93,21 +207,25 @@ impl TextEncoder {
         Self::new(tokenizer).with_context(|| format!("in tokenizer {}", path.display()))
     }
 
-    pub fn new(tokenizer: Tokenizer) -> Result<Self> {
-        let id = |tok: &str| {
-            tokenizer.token_to_id(tok).with_context(|| {
-                format!("the tokenizer has no {tok} token, which ALBERT's input format needs")
-            })
-        };
+    /// The tokenizer's own truncation and padding settings are switched off (sentence-embedding
+    /// tokenizers ship with `max_length` 128, say): the RACE rules below do the truncating.
+    pub fn new(mut tokenizer: Tokenizer) -> Result<Self> {
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| anyhow!("cannot switch the tokenizer's truncation off: {e}"))?;
+        tokenizer.with_padding(None);
         Ok(Self {
-            cls: id("[CLS]")?,
-            sep: id("[SEP]")?,
+            template: PairTemplate::from_tokenizer(&tokenizer)?,
             tokenizer,
         })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    pub fn template(&self) -> &PairTemplate {
+        &self.template
     }
 
     /// Token ids of `text` without special tokens.
@@ -119,19 +237,15 @@ impl TextEncoder {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// `[CLS] ctx [SEP] qa [SEP]` after ALBERT's truncation (`convert_single_example`).
+    /// The pair laid out after ALBERT's truncation (`convert_single_example`): the QA keeps its
+    /// last `max_qa_len` tokens, the article its first `max_seq_len - specials - len(qa)`.
     pub fn assemble(&self, ctx: &[u32], qa: &[u32], cfg: &FormatConfig) -> (Vec<u32>, Vec<u32>) {
         let qa = &qa[qa.len().saturating_sub(cfg.max_qa_len)..];
-        let ctx = &ctx[..ctx.len().min(cfg.max_seq_len - 3 - qa.len())];
-        let mut ids = Vec::with_capacity(ctx.len() + qa.len() + 3);
-        ids.push(self.cls);
-        ids.extend_from_slice(ctx);
-        ids.push(self.sep);
-        ids.extend_from_slice(qa);
-        ids.push(self.sep);
-        let mut types = vec![0u32; ctx.len() + 2];
-        types.resize(ids.len(), 1);
-        (ids, types)
+        let budget = cfg
+            .max_seq_len
+            .saturating_sub(self.template.specials() + qa.len());
+        let ctx = &ctx[..ctx.len().min(budget)];
+        self.template.lay_out(ctx, qa)
     }
 
     /// Features for every question, in input order. Each distinct article is tokenised once
@@ -208,11 +322,13 @@ mod tests {
         };
         let (ids, types) = enc.assemble(&ctx, &qa, &cfg);
         assert_eq!(ids.len(), 32);
-        assert_eq!(ids[0], enc.cls);
+        let (cls, sep) = (2, 3);
+        assert_eq!(enc.template(), &PairTemplate::cls_sep(cls, sep));
+        assert_eq!(ids[0], cls);
         assert_eq!(&ids[1..22], &ctx[..21]);
-        assert_eq!(ids[22], enc.sep);
+        assert_eq!(ids[22], sep);
         assert_eq!(&ids[23..31], &qa[12..]);
-        assert_eq!(ids[31], enc.sep);
+        assert_eq!(ids[31], sep);
         assert_eq!(types.iter().filter(|&&t| t == 0).count(), 23);
         assert!(types[23..].iter().all(|&t| t == 1));
         // Short inputs are not padded or cut.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use race_eval::model::{AlbertConfig, LoadedModel};
+use race_eval::model::{LoadedModel, ModelConfig};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -110,7 +110,7 @@ fn bad_config_values_name_the_key() {
             "relative_key".into(),
             "`position_embedding_type`",
         ),
-        ("model_type", "bert".into(), "`model_type` is \"bert\""),
+        ("model_type", "gpt2".into(), "`model_type` is \"gpt2\""),
     ];
     for (key, value, expected) in cases {
         let mut cfg: serde_json::Value = serde_json::from_str(
@@ -118,7 +118,7 @@ fn bad_config_values_name_the_key() {
         )
         .unwrap();
         cfg[*key] = value.clone();
-        let err = AlbertConfig::from_json(&cfg.to_string()).unwrap_err();
+        let err = ModelConfig::from_json(&cfg.to_string()).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains(expected), "{key}: {msg}");
     }
@@ -126,7 +126,7 @@ fn bad_config_values_name_the_key() {
 
 #[test]
 fn unknown_config_keys_are_ignored_and_defaults_follow_transformers() {
-    let cfg = AlbertConfig::from_json(r#"{"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "some_future_key": [1, 2]}"#)
+    let cfg = ModelConfig::from_json(r#"{"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "some_future_key": [1, 2]}"#)
         .unwrap();
     assert_eq!(cfg.embedding_size, 128);
     assert_eq!(cfg.hidden_act, "gelu_new");
@@ -136,18 +136,18 @@ fn unknown_config_keys_are_ignored_and_defaults_follow_transformers() {
 
 #[test]
 fn group_of_layer_matches_transformers_formula() {
-    let cfg = AlbertConfig {
+    let cfg = ModelConfig {
         num_hidden_layers: 12,
         num_hidden_groups: 3,
-        ..AlbertConfig::default()
+        ..ModelConfig::default()
     };
     let groups: Vec<usize> = (0..12).map(|i| cfg.group_of_layer(i)).collect();
     assert_eq!(groups, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
     // Not divisible: int(i / (5 / 2)) = int(i / 2.5).
-    let cfg = AlbertConfig {
+    let cfg = ModelConfig {
         num_hidden_layers: 5,
         num_hidden_groups: 2,
-        ..AlbertConfig::default()
+        ..ModelConfig::default()
     };
     let groups: Vec<usize> = (0..5).map(|i| cfg.group_of_layer(i)).collect();
     assert_eq!(groups, [0, 0, 0, 1, 1]);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use race_eval::model::{cross_entropy, weights::find_weight_files, AlbertConfig};
+use race_eval::model::{cross_entropy, weights::find_weight_files, ModelConfig};
 use race_eval::train::objective::sorted_vars;
 use race_eval::train::trainer::{build_model, optimizer_step};
 use race_eval::train::{files, AdamW, AdamWConfig, LinearSchedule};
@@ -29,7 +29,7 @@ fn two_adamw_steps_match_torch() -> anyhow::Result<()> {
     let f = |k: &str| hp[k].as_f64().unwrap();
     let dev = Device::Cpu;
     let model_dir = synthetic::repo(synthetic::TINY);
-    let mut config = AlbertConfig::from_file(&model_dir.join("config.json"))?;
+    let mut config = ModelConfig::from_file(&model_dir.join("config.json"))?;
     config.hidden_dropout_prob = 0.0;
     config.attention_probs_dropout_prob = 0.0;
     config.classifier_dropout_prob = Some(0.0);

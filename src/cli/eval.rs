@@ -11,12 +11,12 @@ use crate::eval;
 use crate::features::{FormatConfig, TextEncoder};
 use crate::hub;
 use crate::metrics::{Accuracy, LevelScores};
-use crate::model::{AlbertConfig, LoadedModel};
+use crate::model::{LoadedModel, ModelConfig};
 
 /// Everything one evaluation produced, for printing and for run records.
 pub struct EvalOutcome {
     pub dataset: data::Dataset,
-    pub config: AlbertConfig,
+    pub config: ModelConfig,
     pub weight_files: Vec<std::path::PathBuf>,
     pub format: FormatConfig,
     pub predictions: Vec<eval::Prediction>,
@@ -34,12 +34,12 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalOutcome> {
     let model = hub::resolve_model(&args.model, args.revision.as_deref(), &hub_cfg)?;
     let model_dir: &Path = &model.dir;
     let device = parse_device(&args.runtime.device)?;
-    let config = AlbertConfig::from_file(&model_dir.join("config.json"))?;
+    let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
     let format = FormatConfig {
         max_seq_len: args.max_seq_len,
         max_qa_len: args.max_qa_len,
     };
-    format.validate(config.max_position_embeddings)?;
+    format.validate(config.max_sequence_len())?;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }

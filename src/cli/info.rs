@@ -5,19 +5,19 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use super::InfoArgs;
-use crate::model::{presets, AlbertConfig};
+use crate::model::{presets, ModelConfig};
 
 /// The configuration named by `info`'s argument.
-pub fn resolve_config(model: &str) -> Result<(String, AlbertConfig)> {
+pub fn resolve_config(model: &str) -> Result<(String, ModelConfig)> {
     let path = Path::new(model);
     if path.is_dir() {
         return Ok((
             model.to_string(),
-            AlbertConfig::from_file(&path.join("config.json"))?,
+            ModelConfig::from_file(&path.join("config.json"))?,
         ));
     }
     if path.is_file() {
-        return Ok((model.to_string(), AlbertConfig::from_file(path)?));
+        return Ok((model.to_string(), ModelConfig::from_file(path)?));
     }
     match presets::preset(model) {
         Some(cfg) => Ok((model.to_string(), cfg)),
@@ -58,7 +58,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         counts.backbone
     );
     println!(
-        "            with multiple-choice head {} (AlbertForMultipleChoice)",
+        "            with multiple-choice head {} (MultipleChoiceModel)",
         counts.multiple_choice
     );
     Ok(())

@@ -1,13 +1,16 @@
-//! Self-attention with its output projection and post-LN residual (transformers:
-//! `AlbertAttention`, eager path): LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
+//! Self-attention with its output projection and post-LN residual, the same in every family
+//! (transformers: `AlbertAttention`, `BertSelfAttention` + `BertSelfOutput`, DistilBERT's
+//! `MultiHeadSelfAttention` + `sa_layer_norm`; eager path):
+//! LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-use super::config::AlbertConfig;
+use super::config::ModelConfig;
+use super::family::LayerNames;
 use super::layers::{dropout, layer_norm, linear, softmax_last_dim, Linear, Norm};
 
-pub struct AlbertAttention {
+pub struct Attention {
     pub(super) query: Linear,
     pub(super) key: Linear,
     pub(super) value: Linear,
@@ -19,15 +22,16 @@ pub struct AlbertAttention {
     output_dropout: f64,
 }
 
-impl AlbertAttention {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+impl Attention {
+    /// `vb` is the layer's prefix; `names` the family's names below it.
+    pub fn load(vb: &VarBuilder, names: &LayerNames, cfg: &ModelConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            query: linear(h, h, vb.pp("query"), cfg)?,
-            key: linear(h, h, vb.pp("key"), cfg)?,
-            value: linear(h, h, vb.pp("value"), cfg)?,
-            dense: linear(h, h, vb.pp("dense"), cfg)?,
-            norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+            query: linear(h, h, vb.pp(names.query), cfg)?,
+            key: linear(h, h, vb.pp(names.key), cfg)?,
+            value: linear(h, h, vb.pp(names.value), cfg)?,
+            dense: linear(h, h, vb.pp(names.dense), cfg)?,
+            norm: layer_norm(h, cfg.layer_norm_eps, vb.pp(names.attention_norm))?,
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
             attention_dropout: cfg.attention_probs_dropout_prob,

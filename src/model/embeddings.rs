@@ -1,24 +1,39 @@
-//! Factorised embeddings: word, position and token-type tables of width `embedding_size`,
-//! summed, then LayerNorm and dropout (transformers: `AlbertEmbeddings`). The projection to
-//! `hidden_size` lives in the encoder, as in the reference (`embedding_hidden_mapping_in`).
+//! Embeddings: word, position and (except DistilBERT) token-type tables of width
+//! `embedding_size`, summed, then LayerNorm and dropout (transformers: `AlbertEmbeddings`,
+//! `BertEmbeddings`, `RobertaEmbeddings`, DistilBERT's `Embeddings`, `ElectraEmbeddings`). A
+//! projection to `hidden_size`, where the family has one, lives in the encoder.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Embedding, Module, VarBuilder};
 
-use super::config::AlbertConfig;
+use super::config::ModelConfig;
 use super::layers::{dropout, embedding, layer_norm, Norm};
 
-pub struct AlbertEmbeddings {
+pub struct Embeddings {
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    token_type: Option<Embedding>,
     norm: Norm,
     dropout: f64,
+    /// RoBERTa's padding index: positions count from `pad + 1` over non-pad tokens.
+    position_pad: Option<u32>,
 }
 
-impl AlbertEmbeddings {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+impl Embeddings {
+    /// `vb` is the model's root; the tables live under the family's embedding prefix.
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let vb = vb.pp(cfg.family.embedding_prefix());
         let e = cfg.embedding_size;
+        let token_type = if cfg.has_token_types() {
+            Some(embedding(
+                cfg.type_vocab_size,
+                e,
+                vb.pp("token_type_embeddings"),
+                cfg,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             word: embedding(cfg.vocab_size, e, vb.pp("word_embeddings"), cfg)?,
             position: embedding(
@@ -27,10 +42,43 @@ impl AlbertEmbeddings {
                 vb.pp("position_embeddings"),
                 cfg,
             )?,
-            token_type: embedding(cfg.type_vocab_size, e, vb.pp("token_type_embeddings"), cfg)?,
+            token_type,
             norm: layer_norm(e, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
             dropout: cfg.hidden_dropout_prob,
+            position_pad: cfg.family.offsets_positions().then_some(cfg.pad_token_id),
         })
+    }
+
+    /// Position ids (batch, len): `0..len`, or RoBERTa's
+    /// `create_position_ids_from_input_ids`: `pad + cumsum(id != pad)` on real tokens, `pad` on
+    /// padding.
+    fn positions(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, len) = input_ids.dims2()?;
+        let dev = input_ids.device();
+        match self.position_pad {
+            None => Tensor::arange(0u32, len as u32, dev)?
+                .unsqueeze(0)?
+                .broadcast_as((b, len))?
+                .contiguous(),
+            Some(pad) => {
+                let ids = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+                let pos: Vec<u32> = ids
+                    .iter()
+                    .flat_map(|row| {
+                        let mut seen = 0u32;
+                        row.iter().map(move |&id| {
+                            if id == pad {
+                                pad
+                            } else {
+                                seen += 1;
+                                pad + seen
+                            }
+                        })
+                    })
+                    .collect();
+                Tensor::from_vec(pos, (b, len), dev)
+            }
+        }
     }
 
     /// `input_ids`, `token_type_ids`: (batch, len) u32. Returns (batch, len, embedding_size).
@@ -40,12 +88,12 @@ impl AlbertEmbeddings {
         token_type_ids: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let (_, len) = input_ids.dims2()?;
-        let positions = Tensor::arange(0u32, len as u32, input_ids.device())?;
         let words = self.word.forward(input_ids)?;
-        let types = self.token_type.forward(token_type_ids)?;
-        let pos = self.position.forward(&positions)?.unsqueeze(0)?;
-        let sum = (words + types)?.broadcast_add(&pos)?;
+        let pos = self.position.forward(&self.positions(input_ids)?)?;
+        let mut sum = (words + pos)?;
+        if let Some(types) = &self.token_type {
+            sum = (sum + types.forward(token_type_ids)?)?;
+        }
         dropout(&self.norm.forward(&sum)?, self.dropout, train)
     }
 }

@@ -1,34 +1,49 @@
-//! The encoder: projection from `embedding_size` to `hidden_size`, then `num_hidden_layers`
-//! passes through shared layer groups (transformers: `AlbertTransformer`, `AlbertLayerGroup`,
-//! `AlbertLayer`). Layer `i` runs every inner layer of group `int(i / (layers / groups))`.
+//! The encoder: an optional projection from `embedding_size` to `hidden_size`, then
+//! `num_hidden_layers` passes through the layers. Every family runs the same [`Layer`] recipe
+//! (post-LN attention, then a post-LN feed-forward); they differ in names ([`Family`]) and in
+//! sharing: ALBERT's layer `i` runs every inner layer of group `int(i / (layers / groups))`
+//! (transformers: `AlbertTransformer`, `AlbertLayerGroup`), the others have one group per layer
+//! (`BertEncoder`, DistilBERT's `Transformer`). Both backends, candle's ops here and
+//! [`cpu_encoder`], run the layer list this file builds.
+//!
+//! [`Family`]: super::family::Family
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 use super::activation::Activation;
-use super::attention::AlbertAttention;
-use super::config::AlbertConfig;
+use super::attention::Attention;
+use super::config::ModelConfig;
 use super::cpu_encoder::{self, LayerTensors};
-use super::layers::{layer_norm, linear, Linear, Norm};
+use super::layers::{dropout, layer_norm, linear, Linear, Norm};
 
 /// One transformer block: attention, then a post-LN feed-forward.
-pub struct AlbertLayer {
-    attention: AlbertAttention,
+pub struct Layer {
+    attention: Attention,
     ffn: Linear,
     ffn_output: Linear,
     norm: Norm,
     activation: Activation,
+    /// Dropout on the feed-forward output: the BERT family has it (`BertOutput`), ALBERT not
+    /// (`AlbertLayer.ff_chunk`).
+    ffn_dropout: f64,
 }
 
-impl AlbertLayer {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+impl Layer {
+    /// `vb` is the layer's prefix ([`super::family::Family::layer_prefix`]).
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let names = cfg.family.layer_names();
         Ok(Self {
-            attention: AlbertAttention::load(vb.pp("attention"), cfg)?,
-            ffn: linear(h, i, vb.pp("ffn"), cfg)?,
-            ffn_output: linear(i, h, vb.pp("ffn_output"), cfg)?,
-            norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("full_layer_layer_norm"))?,
+            attention: Attention::load(&vb, &names, cfg)?,
+            ffn: linear(h, i, vb.pp(names.ffn), cfg)?,
+            ffn_output: linear(i, h, vb.pp(names.ffn_output), cfg)?,
+            norm: layer_norm(h, cfg.layer_norm_eps, vb.pp(names.output_norm))?,
             activation: cfg.activation(),
+            ffn_dropout: match cfg.family {
+                super::family::Family::Albert => 0.0,
+                _ => cfg.hidden_dropout_prob,
+            },
         })
     }
 
@@ -54,9 +69,8 @@ impl AlbertLayer {
 
     pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let attended = self.attention.forward(x, mask, train)?;
-        // The reference applies no dropout to the feed-forward output (`AlbertLayer.ff_chunk`).
         let ff = self.activation.forward(&self.ffn.forward(&attended)?)?;
-        let ff = self.ffn_output.forward(&ff)?;
+        let ff = dropout(&self.ffn_output.forward(&ff)?, self.ffn_dropout, train)?;
         self.norm.forward(&(ff + attended)?)
     }
 }
@@ -70,27 +84,31 @@ pub enum Path {
     Generic,
 }
 
-pub struct AlbertEncoder {
-    mapping_in: Linear,
+pub struct Encoder {
+    projection: Option<Linear>,
     /// `groups[g][k]`: inner layer `k` of group `g`.
-    groups: Vec<Vec<AlbertLayer>>,
+    groups: Vec<Vec<Layer>>,
     group_of_layer: Vec<usize>,
     heads: usize,
 }
 
-impl AlbertEncoder {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
-        let mapping_in = linear(
-            cfg.embedding_size,
-            cfg.hidden_size,
-            vb.pp("embedding_hidden_mapping_in"),
-            cfg,
-        )?;
+impl Encoder {
+    /// `vb` is the model's root: the family names every weight from there.
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let family = cfg.family;
+        let projection = match family.projection().filter(|_| cfg.has_projection()) {
+            Some(path) => Some(linear(
+                cfg.embedding_size,
+                cfg.hidden_size,
+                vb.pp(path),
+                cfg,
+            )?),
+            None => None,
+        };
         let groups = (0..cfg.num_hidden_groups)
             .map(|g| {
-                let vb = vb.pp("albert_layer_groups").pp(g).pp("albert_layers");
                 (0..cfg.inner_group_num)
-                    .map(|k| AlbertLayer::load(vb.pp(k), cfg))
+                    .map(|k| Layer::load(vb.pp(family.layer_prefix(g, k)), cfg))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
@@ -98,7 +116,7 @@ impl AlbertEncoder {
             .map(|i| cfg.group_of_layer(i))
             .collect();
         Ok(Self {
-            mapping_in,
+            projection,
             groups,
             group_of_layer,
             heads: cfg.num_attention_heads,
@@ -126,7 +144,10 @@ impl AlbertEncoder {
         path: Path,
         cls_only: bool,
     ) -> Result<Tensor> {
-        let hidden = self.mapping_in.forward(embedded)?;
+        let hidden = match &self.projection {
+            Some(p) => p.forward(embedded)?,
+            None => embedded.clone(),
+        };
         let fast = match path {
             Path::Auto => !train && cpu_encoder::eligible(&hidden) && cpu_encoder::eligible(mask),
             Path::Generic => false,
@@ -135,7 +156,7 @@ impl AlbertEncoder {
             let layers: Vec<LayerTensors> = self
                 .group_of_layer
                 .iter()
-                .flat_map(|&g| self.groups[g].iter().map(AlbertLayer::tensors))
+                .flat_map(|&g| self.groups[g].iter().map(Layer::tensors))
                 .collect();
             return cpu_encoder::forward(&layers, &hidden, mask, self.heads, cls_only);
         }
@@ -228,7 +249,7 @@ mod tests {
         let keep = Tensor::from_vec(keep, (batch, len), &dev)?;
         let mask = (keep.affine(-1.0, 1.0)? * f32::MIN as f64)?.reshape((batch, 1, 1, len))?;
         for act in ["gelu_new", "gelu", "relu", "silu"] {
-            let cfg = AlbertConfig {
+            let cfg = ModelConfig {
                 embedding_size: 20,
                 hidden_size: 48,
                 num_attention_heads: 4,
@@ -237,10 +258,10 @@ mod tests {
                 num_hidden_groups: 2,
                 inner_group_num: 2,
                 hidden_act: act.into(),
-                ..AlbertConfig::default()
+                ..ModelConfig::default()
             };
             let vb = VarBuilder::from_backend(Box::new(Random), DType::F32, dev.clone());
-            let encoder = AlbertEncoder::load(vb, &cfg)?;
+            let encoder = Encoder::load(vb, &cfg)?;
             let embedded =
                 Tensor::from_vec(uniform("input", batch * len * 20), (batch, len, 20), &dev)?
                     .affine(3f64.sqrt(), 0.0)?;

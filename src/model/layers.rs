@@ -5,9 +5,9 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Embedding, Init, LayerNorm, Module, VarBuilder};
 
-use super::config::AlbertConfig;
+use super::config::ModelConfig;
 
-fn normal(cfg: &AlbertConfig) -> Init {
+fn normal(cfg: &ModelConfig) -> Init {
     Init::Randn {
         mean: 0.0,
         stdev: cfg.initializer_range,
@@ -51,7 +51,7 @@ impl Linear {
     }
 }
 
-pub fn linear(input: usize, output: usize, vb: VarBuilder, cfg: &AlbertConfig) -> Result<Linear> {
+pub fn linear(input: usize, output: usize, vb: VarBuilder, cfg: &ModelConfig) -> Result<Linear> {
     let weight = vb.get_with_hints((output, input), "weight", normal(cfg))?;
     let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
     Ok(Linear { weight, bias })
@@ -61,7 +61,7 @@ pub fn embedding(
     count: usize,
     width: usize,
     vb: VarBuilder,
-    cfg: &AlbertConfig,
+    cfg: &ModelConfig,
 ) -> Result<Embedding> {
     let w = vb.get_with_hints((count, width), "weight", normal(cfg))?;
     Ok(Embedding::new(w, width))

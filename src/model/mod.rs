@@ -1,16 +1,19 @@
-//! ALBERT in candle, one concern per file, following transformers' `modeling_albert.py`:
-//! [`config`], [`embeddings`], [`attention`], [`encoder`], [`albert`] (backbone + pooler),
-//! [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint formats). [`cpu_encoder`]
-//! runs the same encoder for f32 inference on the CPU on raw buffers, with the kernels in
-//! [`kernels`].
+//! ALBERT and the BERT family in candle, one concern per file, following transformers'
+//! `modeling_albert.py` (and `modeling_bert.py`, `modeling_roberta.py`, `modeling_distilbert.py`,
+//! `modeling_electra.py`): [`family`] (what differs between families: tensor names, sharing,
+//! positions, head), [`config`], [`embeddings`], [`attention`], [`encoder`] (the one layer
+//! recipe), [`backbone`], [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint
+//! formats). [`cpu_encoder`] runs the same layers for f32 inference on the CPU on raw buffers,
+//! with the kernels in [`kernels`].
 
 pub mod activation;
-pub mod albert;
 pub mod attention;
+pub mod backbone;
 pub mod config;
 pub mod cpu_encoder;
 pub mod embeddings;
 pub mod encoder;
+pub mod family;
 pub mod kernels;
 mod layers;
 pub mod multiple_choice;
@@ -25,14 +28,15 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
-pub use config::{AlbertConfig, ParamCounts};
-pub use multiple_choice::{cross_entropy, AlbertForMultipleChoice};
+pub use config::{ModelConfig, ParamCounts};
+pub use family::Family;
+pub use multiple_choice::{cross_entropy, MultipleChoiceModel};
 pub use weights::LoadReport;
 
 /// A model folder in the Hub's layout, loaded.
 pub struct LoadedModel {
-    pub model: AlbertForMultipleChoice,
-    pub config: AlbertConfig,
+    pub model: MultipleChoiceModel,
+    pub config: ModelConfig,
     pub dir: PathBuf,
     pub weight_files: Vec<PathBuf>,
     pub report: LoadReport,
@@ -59,14 +63,14 @@ impl LoadedModel {
         varmap: Option<&VarMap>,
         overrides: HashMap<String, Tensor>,
     ) -> Result<Self> {
-        let config = AlbertConfig::from_file(&dir.join("config.json"))?;
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let weight_files = weights::find_weight_files(dir)?;
-        let mut ckpt = weights::Checkpoint::load(&weight_files)?;
+        let mut ckpt = weights::Checkpoint::load(&weight_files, config.family)?;
         for (name, tensor) in overrides {
             ckpt.set(&name, tensor);
         }
         let (model, report) = weights::build_from_checkpoint(ckpt, dtype, device, varmap, |vb| {
-            AlbertForMultipleChoice::load(vb, &config)
+            MultipleChoiceModel::load(vb, &config)
         })
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
         Ok(Self {
@@ -86,10 +90,13 @@ impl LoadReport {
         if self.initialised.is_empty() {
             return None;
         }
-        let parts: Vec<&str> = ["albert.pooler", "classifier"]
-            .into_iter()
-            .filter(|p| self.initialised.iter().any(|n| n.starts_with(p)))
-            .collect();
+        let mut parts: Vec<&str> = Vec::new();
+        for name in &self.initialised {
+            let part = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
         Some(format!(
             "warning: the checkpoint has no {} weights (backbone only); they were initialised randomly, so accuracy is near chance until a head is trained (race-eval train) or given with --head",
             parts.join(" or ")

@@ -1,26 +1,68 @@
-//! Multiple-choice head on the pooled output (transformers: `AlbertForMultipleChoice`):
-//! dropout, then `classifier: Linear(hidden, 1)`, logits reshaped to (batch, choices).
+//! The multiple-choice head on the first token's last hidden state, then logits reshaped to
+//! (batch, choices):
+//!
+//! - ALBERT, BERT, RoBERTa, XLM-R (`*ForMultipleChoice` on the pooled output): the pooler
+//!   `tanh(dense(cls))`, dropout, `classifier: Linear(hidden, 1)`;
+//! - DistilBERT (`DistilBertForMultipleChoice`): `relu(pre_classifier(cls))`, dropout, classifier;
+//! - ELECTRA (`ElectraForMultipleChoice`, its sequence summary with `summary_type` "first"):
+//!   `gelu(summary(cls))`, dropout, classifier.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-use super::albert::AlbertModel;
-use super::config::AlbertConfig;
+use super::backbone::Backbone;
+use super::config::ModelConfig;
+use super::family::HeadActivation;
 use super::layers::{dropout, linear, Linear};
 
-pub struct AlbertForMultipleChoice {
-    pub albert: AlbertModel,
+impl HeadActivation {
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Tanh => x.tanh(),
+            Self::Relu => x.relu(),
+            Self::Gelu => x.gelu_erf(),
+        }
+    }
+}
+
+pub struct MultipleChoiceModel {
+    pub backbone: Backbone,
+    dense: Linear,
+    activation: HeadActivation,
     classifier: Linear,
     classifier_dropout: f64,
 }
 
-impl AlbertForMultipleChoice {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+impl MultipleChoiceModel {
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let head = cfg.family.head();
+        let h = cfg.hidden_size;
         Ok(Self {
-            albert: AlbertModel::load(vb.pp("albert"), cfg)?,
-            classifier: linear(cfg.hidden_size, 1, vb.pp("classifier"), cfg)?,
+            backbone: Backbone::load(vb.clone(), cfg)?,
+            dense: linear(h, h, vb.pp(&head.dense), cfg)?,
+            activation: head.activation,
+            classifier: linear(h, 1, vb.pp(head.classifier), cfg)?,
             classifier_dropout: cfg.classifier_dropout(),
         })
+    }
+
+    /// The head's dense layer and activation on [CLS] states (batch, hidden): the pooled output.
+    pub fn pool(&self, cls: &Tensor) -> Result<Tensor> {
+        self.activation.forward(&self.dense.forward(cls)?)
+    }
+
+    /// Pooled output (batch, hidden) of (batch, len) inputs.
+    pub fn pooled(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let cls = self
+            .backbone
+            .cls_output(input_ids, token_type_ids, attention_mask, train)?;
+        self.pool(&cls)
     }
 
     /// Inputs are (batch, choices, len); returns logits (batch, choices).
@@ -33,7 +75,7 @@ impl AlbertForMultipleChoice {
     ) -> Result<Tensor> {
         let (b, c, l) = input_ids.dims3()?;
         let flat = |t: &Tensor| t.reshape((b * c, l));
-        let pooled = self.albert.forward(
+        let pooled = self.pooled(
             &flat(input_ids)?,
             &flat(token_type_ids)?,
             &flat(attention_mask)?,

@@ -1,7 +1,7 @@
 //! Built-in configurations of the released ALBERT v2 models, as their Hub `config.json` files
 //! give them, so `info` and benchmarks work without a download.
 
-use super::config::AlbertConfig;
+use super::config::ModelConfig;
 
 /// (name, hidden, layers, heads, intermediate) of albert-{base,large,xlarge,xxlarge}-v2.
 const V2: &[(&str, usize, usize, usize, usize)] = &[
@@ -16,11 +16,11 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The configuration of a released model, by name (`albert-base-v2` or `albert/albert-base-v2`).
-pub fn preset(name: &str) -> Option<AlbertConfig> {
+pub fn preset(name: &str) -> Option<ModelConfig> {
     let name = name.strip_prefix("albert/").unwrap_or(name);
     V2.iter()
         .find(|p| p.0 == name)
-        .map(|&(_, hidden, layers, heads, intermediate)| AlbertConfig {
+        .map(|&(_, hidden, layers, heads, intermediate)| ModelConfig {
             hidden_size: hidden,
             num_hidden_layers: layers,
             num_attention_heads: heads,
@@ -32,6 +32,6 @@ pub fn preset(name: &str) -> Option<AlbertConfig> {
             hidden_dropout_prob: 0.0,
             attention_probs_dropout_prob: 0.0,
             classifier_dropout_prob: Some(0.1),
-            ..AlbertConfig::default()
+            ..ModelConfig::default()
         })
 }

@@ -2,7 +2,8 @@
 //!
 //! Supported: `model.safetensors` (memory-mapped), `pytorch_model.bin` (PyTorch pickle) and the
 //! sharded `*.index.json` variants of both. Tensor names are accepted with or without the
-//! `albert.` prefix; tensors of other heads (`predictions.*`, `sop_classifier.*`) are ignored.
+//! family's prefix (`albert.`, `bert.`, …, see [`Family::canonical_name`]); tensors of other
+//! heads (`predictions.*`, `cls.*`, `lm_head.*`, …) are ignored.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
 
+use super::family::Family;
+
 /// Weight files in the order the Hub's loaders prefer them.
 pub const WEIGHT_FILES: &[&str] = &[
     "model.safetensors",
@@ -19,28 +22,6 @@ pub const WEIGHT_FILES: &[&str] = &[
     "model.safetensors.index.json",
     "pytorch_model.bin.index.json",
 ];
-
-/// Tensors that a checkpoint may lack: a backbone-only checkpoint (e.g. `albert-base-v2`, saved
-/// from a masked-LM model) has no multiple-choice classifier and possibly no pooler.
-fn is_head_tensor(name: &str) -> bool {
-    name.starts_with("albert.pooler.") || name.starts_with("classifier.")
-}
-
-/// Maps a checkpoint name to the canonical `AlbertForMultipleChoice` name, or `None` for tensors
-/// this model does not use.
-pub fn canonical_name(name: &str) -> Option<String> {
-    let rest = name.strip_prefix("albert.").unwrap_or(name);
-    if rest.starts_with("embeddings.")
-        || rest.starts_with("encoder.")
-        || rest.starts_with("pooler.")
-    {
-        Some(format!("albert.{rest}"))
-    } else if name.starts_with("classifier.") {
-        Some(name.to_string())
-    } else {
-        None
-    }
-}
 
 /// The weight files of a model folder: the first layout of [`WEIGHT_FILES`] present.
 pub fn find_weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -106,6 +87,7 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
 
 /// All tensors of a checkpoint under their canonical names, with the file each came from.
 pub struct Checkpoint {
+    pub family: Family,
     pub files: Vec<PathBuf>,
     tensors: HashMap<String, (Tensor, usize)>,
     /// Tensors present in the files that the multiple-choice model does not use.
@@ -113,12 +95,12 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn load(files: &[PathBuf]) -> Result<Self> {
+    pub fn load(files: &[PathBuf], family: Family) -> Result<Self> {
         let mut tensors = HashMap::new();
         let mut ignored = Vec::new();
         for (idx, file) in files.iter().enumerate() {
             for (name, tensor) in read_tensors(file)? {
-                match canonical_name(&name) {
+                match family.canonical_name(&name) {
                     Some(canon) => {
                         if let Some((_, prev)) = tensors.insert(canon.clone(), (tensor, idx)) {
                             bail!(
@@ -134,6 +116,7 @@ impl Checkpoint {
         }
         ignored.sort();
         Ok(Self {
+            family,
             files: files.to_vec(),
             tensors,
             ignored,
@@ -250,14 +233,15 @@ impl candle_nn::var_builder::SimpleBackend for CheckpointBackend {
                 let t = t.to_dtype(dtype)?.to_device(dev)?;
                 self.register(name, t)
             }
-            None if is_head_tensor(name) => {
+            None if self.ckpt.family.is_head_tensor(name) => {
                 self.initialised.lock().unwrap().push(name.to_string());
                 let t = init.var(s, dtype, dev)?.as_tensor().clone();
                 self.register(name, t)
             }
             None => candle_core::bail!(
-                "tensor `{name}` is missing from {}: is this an ALBERT checkpoint matching its config.json?",
-                self.ckpt.describe()
+                "tensor `{name}` is missing from {}: is this a {} checkpoint matching its config.json?",
+                self.ckpt.describe(),
+                self.ckpt.family.model_type()
             ),
         }
     }

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use super::files;
 use crate::eval;
 use crate::features::{Features, FormatConfig};
-use crate::model::AlbertForMultipleChoice;
+use crate::model::MultipleChoiceModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeatureKind {
@@ -51,7 +51,7 @@ pub fn cache_path(
 
 /// Backbone outputs (questions, choices, hidden) for `features`, in input order.
 pub fn compute(
-    model: &AlbertForMultipleChoice,
+    model: &MultipleChoiceModel,
     features: &[Features],
     kind: FeatureKind,
     batch_size: usize,
@@ -66,10 +66,10 @@ pub fn compute(
         let (b, c, l) = ids.dims3()?;
         let flat = |t: &Tensor| t.reshape((b * c, l));
         let cls = model
-            .albert
+            .backbone
             .cls_output(&flat(&ids)?, &flat(&types)?, &flat(&mask)?, false)?;
         let out = match kind {
-            FeatureKind::Pooled => model.albert.pool(&cls)?,
+            FeatureKind::Pooled => model.pool(&cls)?,
             FeatureKind::Cls => cls,
         };
         let h = out.dim(1)?;

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::trainer::DevPoint;
 use super::{Mode, TrainConfig};
-use crate::model::weights::canonical_name;
-use crate::model::AlbertConfig;
+use crate::model::ModelConfig;
 
 pub const HEAD_FILE: &str = "head.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -76,7 +75,7 @@ pub fn refuse_head_as_model(dir: &Path) -> Result<()> {
 pub fn head_tensors(
     head_dir: &Path,
     base_dir: &Path,
-    base_config: &AlbertConfig,
+    base_config: &ModelConfig,
     base_weight_files: &[PathBuf],
 ) -> Result<(HeadMeta, HashMap<String, Tensor>)> {
     let meta = read_meta(head_dir)?;
@@ -104,10 +103,11 @@ pub fn head_tensors(
     let file = head_dir.join(&meta.weights_file);
     let tensors = files::load_tensors(&file)?;
     for name in tensors.keys() {
-        if canonical_name(name).as_deref() != Some(name.as_str()) {
+        if base_config.family.canonical_name(name).as_deref() != Some(name.as_str()) {
             bail!(
-                "{} has tensor `{name}`, which is not an ALBERT multiple-choice weight",
-                file.display()
+                "{} has tensor `{name}`, which is not a weight of {}",
+                file.display(),
+                base_config.family.multiple_choice_class()
             );
         }
     }

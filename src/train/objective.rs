@@ -9,7 +9,7 @@ use candle_nn::VarMap;
 use crate::eval;
 use crate::features::Features;
 use crate::metrics::argmax;
-use crate::model::{cross_entropy, AlbertForMultipleChoice};
+use crate::model::{cross_entropy, MultipleChoiceModel};
 
 pub trait Objective {
     /// Trainable tensors by name, sorted by name.
@@ -51,7 +51,7 @@ pub struct Split {
 }
 
 pub struct FullModel {
-    pub model: AlbertForMultipleChoice,
+    pub model: MultipleChoiceModel,
     pub varmap: VarMap,
     pub train: Split,
     pub dev: Split,
@@ -94,8 +94,9 @@ impl Objective for FullModel {
 /// The head on cached features: (questions, choices, hidden) tensors.
 pub struct Head {
     pub varmap: VarMap,
-    /// `albert.pooler.dense` (weight, bias) when the pooler trains too.
-    pub pooler: Option<(Tensor, Tensor)>,
+    /// The head's dense layer (weight, bias) and its activation when it trains too (ALBERT's
+    /// and BERT's pooler, DistilBERT's pre_classifier, ELECTRA's summary).
+    pub pooler: Option<(Tensor, Tensor, crate::model::family::HeadActivation)>,
     pub classifier: (Tensor, Tensor),
     pub classifier_dropout: f64,
     pub train_x: Tensor,
@@ -109,8 +110,8 @@ impl Head {
     pub fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (b, c, h) = x.dims3()?;
         let mut x = x.reshape((b * c, h))?;
-        if let Some((w, bias)) = &self.pooler {
-            x = x.matmul(&w.t()?)?.broadcast_add(bias)?.tanh()?;
+        if let Some((w, bias, act)) = &self.pooler {
+            x = act.forward(&x.matmul(&w.t()?)?.broadcast_add(bias)?)?;
         }
         let p = self.classifier_dropout;
         if train && p > 0.0 {

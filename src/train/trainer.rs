@@ -20,7 +20,7 @@ use super::{Mode, TrainConfig};
 use crate::data::{self, LevelFilter, LoadOptions};
 use crate::features::TextEncoder;
 use crate::model::seeded_dropout::{self, derive_seed, SplitMix64};
-use crate::model::{weights, AlbertConfig, AlbertForMultipleChoice};
+use crate::model::{weights, ModelConfig, MultipleChoiceModel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LossPoint {
@@ -183,7 +183,7 @@ fn data_hash(ds: &data::Dataset, split: &str, level: LevelFilter) -> Result<Stri
 }
 
 /// A model config with the run's dropout overrides applied.
-pub fn effective_config(base: &AlbertConfig, cfg: &TrainConfig) -> AlbertConfig {
+pub fn effective_config(base: &ModelConfig, cfg: &TrainConfig) -> ModelConfig {
     let mut c = base.clone();
     if let Some(p) = cfg.hidden_dropout {
         c.hidden_dropout_prob = p;
@@ -201,15 +201,15 @@ pub fn effective_config(base: &AlbertConfig, cfg: &TrainConfig) -> AlbertConfig 
 /// becomes trainable. Head tensors missing from the checkpoint are initialised.
 pub fn build_model(
     files: &[PathBuf],
-    config: &AlbertConfig,
+    config: &ModelConfig,
     device: &Device,
     varmap: Option<&VarMap>,
-) -> Result<AlbertForMultipleChoice> {
-    let ckpt = weights::Checkpoint::load(files)?;
+) -> Result<MultipleChoiceModel> {
+    let ckpt = weights::Checkpoint::load(files, config.family)?;
     // No warning for missing head tensors: training initialises and trains them.
     let (model, _report) =
         weights::build_from_checkpoint(ckpt, DType::F32, device, varmap, |vb| {
-            AlbertForMultipleChoice::load(vb, config)
+            MultipleChoiceModel::load(vb, config)
         })?;
     Ok(model)
 }
@@ -218,12 +218,12 @@ pub fn build_model(
 /// (normal(0, initializer_range) weights, zero biases) drawn from the run's seed.
 fn head_init(
     files: &[PathBuf],
-    config: &AlbertConfig,
+    config: &ModelConfig,
     names: &[(&str, Vec<usize>)],
     seed: u64,
     device: &Device,
 ) -> Result<VarMap> {
-    let ckpt = weights::Checkpoint::load(files)?;
+    let ckpt = weights::Checkpoint::load(files, config.family)?;
     let varmap = VarMap::new();
     let mut rng = SplitMix64(derive_seed(&[seed, 0x11EAD]));
     for (name, shape) in names {
@@ -325,10 +325,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
     }
     head::refuse_head_as_model(model_dir)?;
-    let base_config = AlbertConfig::from_file(&model_dir.join("config.json"))?;
+    let base_config = ModelConfig::from_file(&model_dir.join("config.json"))?;
     let config = effective_config(&base_config, cfg);
     config.validate()?;
-    cfg.format.validate(config.max_position_embeddings)?;
+    cfg.format.validate(config.max_sequence_len())?;
     if opts.split == opts.dev_split {
         bail!(
             "--split and --dev-split are both `{}`: pick a separate dev split to select checkpoints on",
@@ -402,10 +402,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             } else {
                 FeatureKind::Pooled
             };
-            let ckpt = weights::Checkpoint::load(&weight_files)?;
-            if kind == FeatureKind::Pooled && ckpt.get("albert.pooler.weight").is_none() {
+            let ckpt = weights::Checkpoint::load(&weight_files, config.family)?;
+            let dense = config.family.head().dense;
+            if kind == FeatureKind::Pooled && ckpt.get(&format!("{dense}.weight")).is_none() {
                 bail!(
-                    "--model {}: the checkpoint has no pooler, so pooled features would be random; train the pooler too with --train-pooler",
+                    "--model {}: the checkpoint has no `{dense}`, so pooled features would be random; train it too with --train-pooler",
                     model_dir.display()
                 );
             }
@@ -442,18 +443,24 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             };
             let train_x = features(&train_f, &train_hash, "caching train features")?;
             let dev_x = features(&dev_f, &dev_hash, "caching dev features")?;
+            let (dense_w, dense_b) = (format!("{dense}.weight"), format!("{dense}.bias"));
             let mut names = vec![
                 ("classifier.weight", vec![1, h]),
                 ("classifier.bias", vec![1]),
             ];
             if kind == FeatureKind::Cls {
-                names.push(("albert.pooler.weight", vec![h, h]));
-                names.push(("albert.pooler.bias", vec![h]));
+                names.push((dense_w.as_str(), vec![h, h]));
+                names.push((dense_b.as_str(), vec![h]));
             }
             let varmap = head_init(&weight_files, &config, &names, cfg.seed, device)?;
             let get = |n: &str| varmap.data().lock().unwrap()[n].as_tensor().clone();
-            let pooler = (kind == FeatureKind::Cls)
-                .then(|| (get("albert.pooler.weight"), get("albert.pooler.bias")));
+            let pooler = (kind == FeatureKind::Cls).then(|| {
+                (
+                    get(&dense_w),
+                    get(&dense_b),
+                    config.family.head().activation,
+                )
+            });
             let classifier = (get("classifier.weight"), get("classifier.bias"));
             Box::new(Head {
                 pooler,

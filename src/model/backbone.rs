@@ -1,26 +1,26 @@
-//! The ALBERT backbone with its pooler (transformers: `AlbertModel`).
+//! The encoder stack without a head (transformers: `AlbertModel`, `BertModel`, `RobertaModel`,
+//! `DistilBertModel`, `ElectraModel`): embeddings, then the encoder. The pooler, which only some
+//! families have, belongs to the multiple-choice head ([`super::multiple_choice`]).
 
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{Module, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::config::AlbertConfig;
-use super::embeddings::AlbertEmbeddings;
-use super::encoder::AlbertEncoder;
-use super::layers::{linear, Linear};
+use super::config::ModelConfig;
+use super::embeddings::Embeddings;
+use super::encoder::Encoder;
 
-pub struct AlbertModel {
-    embeddings: AlbertEmbeddings,
-    encoder: AlbertEncoder,
-    pooler: Linear,
+pub struct Backbone {
+    embeddings: Embeddings,
+    encoder: Encoder,
     dtype: DType,
 }
 
-impl AlbertModel {
-    pub fn load(vb: VarBuilder, cfg: &AlbertConfig) -> Result<Self> {
+impl Backbone {
+    /// `vb` is the model's root (names carry the family's prefix).
+    pub fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Self> {
         Ok(Self {
-            embeddings: AlbertEmbeddings::load(vb.pp("embeddings"), cfg)?,
-            encoder: AlbertEncoder::load(vb.pp("encoder"), cfg)?,
-            pooler: linear(cfg.hidden_size, cfg.hidden_size, vb.pp("pooler"), cfg)?,
+            embeddings: Embeddings::load(vb.clone(), cfg)?,
+            encoder: Encoder::load(vb.clone(), cfg)?,
             dtype: vb.dtype(),
         })
     }
@@ -76,21 +76,5 @@ impl AlbertModel {
         } else {
             self.encoder.forward(&embedded, &mask, train)
         }
-    }
-
-    /// The pooler: dense then tanh on the [CLS] state (batch, hidden).
-    pub fn pool(&self, cls: &Tensor) -> Result<Tensor> {
-        self.pooler.forward(cls)?.tanh()
-    }
-
-    /// Pooled output (batch, hidden).
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        token_type_ids: &Tensor,
-        attention_mask: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.pool(&self.cls_output(input_ids, token_type_ids, attention_mask, train)?)
     }
 }
