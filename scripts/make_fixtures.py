@@ -35,6 +35,8 @@ Run with the versions pinned in scripts/requirements.txt:
     python scripts/make_fixtures.py
 
 It is deterministic: running it twice produces byte-identical files.
+scripts/make_family_fixtures.py builds the other BERT-family fixtures with
+this module's helpers (import it; main() only runs as a script).
 """
 
 import os
@@ -45,6 +47,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import glob
+import inspect
 import json
 import math
 import shutil
@@ -56,6 +59,8 @@ import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AlbertConfig, AlbertForMaskedLM, AlbertForMultipleChoice, AlbertModel
+
+from race_inputs import qa_text  # scripts/race_inputs.py (scripts/ is on sys.path when run as a script)
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -146,13 +151,6 @@ def write_jsonl(split, passages):
 # --------------------------------------------------------------------------
 # 2. Tokenizer
 # --------------------------------------------------------------------------
-
-def qa_text(question, option):
-    """race_utils.RaceProcessor.read_examples."""
-    if "_" in question:
-        return question.replace("_", option)
-    return " ".join([question, option])
-
 
 def canonical_vocab(vocab):
     """Make the trained Unigram vocabulary independent of Rust's random hash
@@ -349,6 +347,11 @@ def build_inputs(tok, rows):
     return out, ctx_cache
 
 
+def takes_token_types(model):
+    """Whether the model's forward has a token_type_ids argument (DistilBERT's has not)."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
 @torch.no_grad()
 def run_logits(model, ids, types):
     """Logits of the 4 options. The options have different lengths and the
@@ -358,9 +361,9 @@ def run_logits(model, ids, types):
     out = []
     for i, t in zip(ids, types):
         input_ids = torch.tensor([[i]], dtype=torch.long)  # (1, 1, L_j)
-        token_type_ids = torch.tensor([[t]], dtype=torch.long)
+        kw = {"token_type_ids": torch.tensor([[t]], dtype=torch.long)} if takes_token_types(model) else {}
         mask = torch.ones_like(input_ids)
-        out.append(model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask).logits[0, 0])
+        out.append(model(input_ids=input_ids, attention_mask=mask, **kw).logits[0, 0])
     return torch.stack(out)
 
 
@@ -369,9 +372,11 @@ def run_logits_padded(model, ids, types, pad_id=0):
     """Cross-check: one right-padded (1, 4, max L) call with a 0/1 mask."""
     L = max(len(i) for i in ids)
     input_ids = torch.tensor([[i + [pad_id] * (L - len(i)) for i in ids]], dtype=torch.long)
-    token_type_ids = torch.tensor([[t + [0] * (L - len(t)) for t in types]], dtype=torch.long)
+    kw = {}
+    if takes_token_types(model):
+        kw["token_type_ids"] = torch.tensor([[t + [0] * (L - len(t)) for t in types]], dtype=torch.long)
     mask = torch.tensor([[[1] * len(i) + [0] * (L - len(i)) for i in ids]], dtype=torch.long)
-    return model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask).logits[0]
+    return model(input_ids=input_ids, attention_mask=mask, **kw).logits[0]
 
 
 ATOL = 1e-4
@@ -379,19 +384,24 @@ MAX_DIFF = {"sdpa": 0.0, "padded": 0.0}
 
 
 def compute_reference(model_eager, model_sdpa, inputs):
+    """Eager logits of every question, cross-checked against sdpa (unless model_sdpa is None)
+    and against a batch padded with the config's pad_token_id."""
+    pad_id = model_eager.config.pad_token_id
     settings = []
     all_logits = []
     for s, qs in zip(SETTINGS, inputs):
         out_qs = []
         for q in qs:
             le = run_logits(model_eager, q["input_ids"], q["token_type_ids"])
-            ls = run_logits(model_sdpa, q["input_ids"], q["token_type_ids"])
+            ls = run_logits(model_sdpa, q["input_ids"], q["token_type_ids"]) if model_sdpa is not None else None
             assert le.dtype == torch.float32
-            lp = run_logits_padded(model_eager, q["input_ids"], q["token_type_ids"])
+            lp = run_logits_padded(model_eager, q["input_ids"], q["token_type_ids"], pad_id=pad_id)
             # Float32 rounding, amplified by the large random weights and the
             # scaled classifier, gives |eager - sdpa| up to ~3e-5 (and
             # |unpadded - padded| up to ~1.5e-5); options differ by ~0.3-2.
             for other, what in ((ls, "sdpa"), (lp, "padded")):
+                if other is None:
+                    continue
                 d = (le - other).abs().max().item()
                 MAX_DIFF[what] = max(MAX_DIFF[what], d)
                 assert d < ATOL, (what, le, other)
@@ -411,9 +421,11 @@ def compute_reference(model_eager, model_sdpa, inputs):
     return settings, mean_std, preds
 
 
-def write_reference(name, settings):
-    """JSON with one question per line (valid JSON, diff-friendly)."""
-    head = {"model": name, "transformers_version": transformers.__version__, "torch_version": torch.__version__}
+def write_reference(name, settings, extra_head=None):
+    """JSON with one question per line (valid JSON, diff-friendly); `extra_head` adds keys to
+    the head, after "model"."""
+    head = {"model": name, **(extra_head or {}),
+            "transformers_version": transformers.__version__, "torch_version": torch.__version__}
     lines = ["{"]
     for k, v in head.items():
         lines.append(f" {json.dumps(k)}: {json.dumps(v)},")
@@ -433,10 +445,10 @@ def write_reference(name, settings):
         f.write(text)
 
 
-def load_pair(path):
-    """(eager, sdpa) copies of a saved AlbertForMultipleChoice, float32, eval."""
-    e = AlbertForMultipleChoice.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
-    s = AlbertForMultipleChoice.from_pretrained(path, attn_implementation="sdpa", dtype=torch.float32).eval()
+def load_pair(path, cls=AlbertForMultipleChoice):
+    """(eager, sdpa) copies of a saved `cls` checkpoint, float32, eval."""
+    e = cls.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+    s = cls.from_pretrained(path, attn_implementation="sdpa", dtype=torch.float32).eval()
     assert e.config._attn_implementation == "eager" and s.config._attn_implementation == "sdpa"
     return e, s
 
