@@ -137,7 +137,7 @@ impl Family {
     /// The transformers class whose checkpoints load with their head.
     pub fn multiple_choice_class(self) -> &'static str {
         match self {
-            Self::Albert => "MultipleChoiceModel",
+            Self::Albert => "AlbertForMultipleChoice",
             Self::Bert => "BertForMultipleChoice",
             Self::Roberta => "RobertaForMultipleChoice",
             Self::XlmRoberta => "XLMRobertaForMultipleChoice",
@@ -200,6 +200,10 @@ impl Family {
     /// The canonical (`*ForMultipleChoice`) name of a checkpoint tensor, or `None` for tensors
     /// of other heads (`predictions.*`, `cls.*`, `lm_head.*`, `vocab_*`, …).
     pub fn canonical_name(self, name: &str) -> Option<String> {
+        // Buffers some checkpoints carry (`embeddings.position_ids`, `token_type_ids`): not weights.
+        if name.ends_with(".position_ids") || name.ends_with("embeddings.token_type_ids") {
+            return None;
+        }
         if self.is_head_tensor(name) && !name.starts_with(&format!("{}.", self.prefix())) {
             return Some(name.to_string());
         }
@@ -283,6 +287,7 @@ mod tests {
             Some("classifier.bias")
         );
         assert_eq!(f.canonical_name("cls.predictions.bias"), None);
+        assert_eq!(f.canonical_name("embeddings.position_ids"), None);
         assert_eq!(
             Family::XlmRoberta
                 .canonical_name("embeddings.word_embeddings.weight")

@@ -70,14 +70,19 @@ pub fn refuse_head_as_model(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the head in `head_dir` was trained on this base model and returns its tensors
-/// (canonical names), to load with [`crate::model::LoadedModel::load_with_overrides`].
+/// The head tensors (canonical names) to load over the base model with
+/// [`crate::model::LoadedModel::load_with_overrides`]: from a folder written by `race-eval train`
+/// (checked to have been trained on these base weights), or from a bare `.safetensors` file of
+/// head tensors (a seeded or exported head; only its names and shapes can be checked).
 pub fn head_tensors(
     head_dir: &Path,
     base_dir: &Path,
     base_config: &ModelConfig,
     base_weight_files: &[PathBuf],
-) -> Result<(HeadMeta, HashMap<String, Tensor>)> {
+) -> Result<HashMap<String, Tensor>> {
+    if head_dir.is_file() {
+        return head_file(head_dir, base_config);
+    }
     let meta = read_meta(head_dir)?;
     if meta.hidden_size != base_config.hidden_size {
         bail!(
@@ -89,7 +94,7 @@ pub fn head_tensors(
             base_config.hidden_size
         );
     }
-    let hash = files::hash_files(base_weight_files)?;
+    let hash = crate::hash::sha256_files(base_weight_files)?;
     if meta.mode.is_head() && hash != meta.base_weights_hash {
         bail!(
             "--head {} was trained on other base weights ({}, weights hash {}…) than --model {} (hash {}…): a head only works on the backbone it was trained with",
@@ -102,14 +107,61 @@ pub fn head_tensors(
     }
     let file = head_dir.join(&meta.weights_file);
     let tensors = files::load_tensors(&file)?;
-    for name in tensors.keys() {
-        if base_config.family.canonical_name(name).as_deref() != Some(name.as_str()) {
+    check_head_names(&file, &tensors, base_config, false)?;
+    Ok(tensors)
+}
+
+/// `--head FILE.safetensors`: head tensors alone, e.g. the seeded classifier the MiniLM parity
+/// fixture uses.
+fn head_file(file: &Path, base_config: &ModelConfig) -> Result<HashMap<String, Tensor>> {
+    if file.extension().is_none_or(|e| e != "safetensors") {
+        bail!(
+            "--head {}: expected a folder written by `race-eval train` or a .safetensors file of head tensors",
+            file.display()
+        );
+    }
+    let tensors = files::load_tensors(file)?;
+    check_head_names(file, &tensors, base_config, true)?;
+    let h = base_config.hidden_size;
+    for (name, t) in &tensors {
+        let want: &[usize] = match name.rsplit_once('.') {
+            Some((p, "weight")) if p == "classifier" => &[1, h],
+            Some((_, "weight")) => &[h, h],
+            Some((p, _)) if p == "classifier" => &[1],
+            _ => &[h],
+        };
+        if t.dims() != want {
             bail!(
-                "{} has tensor `{name}`, which is not a weight of {}",
+                "{}: tensor `{name}` has shape {:?}, but --model has hidden size {h} (expected {want:?})",
                 file.display(),
-                base_config.family.multiple_choice_class()
+                t.dims()
             );
         }
     }
-    Ok((meta, tensors))
+    Ok(tensors)
+}
+
+/// Every tensor must be a canonical weight of the model (and, with `head_only`, of its head).
+fn check_head_names(
+    file: &Path,
+    tensors: &HashMap<String, Tensor>,
+    config: &ModelConfig,
+    head_only: bool,
+) -> Result<()> {
+    let family = config.family;
+    for name in tensors.keys() {
+        let canonical = family.canonical_name(name).as_deref() == Some(name.as_str());
+        if !canonical || (head_only && !family.is_head_tensor(name)) {
+            bail!(
+                "{} has tensor `{name}`, which is not a {}weight of {}",
+                file.display(),
+                if head_only { "head " } else { "" },
+                family.multiple_choice_class()
+            );
+        }
+    }
+    if tensors.is_empty() {
+        bail!("{} holds no tensors", file.display());
+    }
+    Ok(())
 }
