@@ -1,6 +1,6 @@
 //! Measuring speed: model FLOPs, a self-measured sgemm peak, peak RSS, and timed forward passes
-//! of ALBERT (ours) and BERT (candle-transformers) with random weights at fixed shapes.
-//! Speed targets live here and in BENCHMARKS.md, never in tests.
+//! of any family (ALBERT, BERT, …: the same code `eval` runs) with random weights at fixed
+//! shapes. Speed targets live here and in BENCHMARKS.md, never in tests.
 
 use std::time::Instant;
 
@@ -8,65 +8,15 @@ use anyhow::Result;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
-use candle_transformers::models::bert;
 use serde::Serialize;
 
 use crate::model::{ModelConfig, MultipleChoiceModel};
 
-/// Forward FLOPs (multiply-add = 2) of one sequence of `len` tokens through ALBERT or BERT-shaped
-/// layers: projections, attention products, feed-forward; embeddings lookups are free.
-pub fn encoder_flops(hidden: usize, intermediate: usize, layer_passes: usize, len: usize) -> f64 {
-    let (h, i, l) = (hidden as f64, intermediate as f64, len as f64);
-    let projections = 4.0 * 2.0 * l * h * h;
-    let attention = 2.0 * 2.0 * l * l * h;
-    let ffn = 2.0 * 2.0 * l * h * i;
-    layer_passes as f64 * (projections + attention + ffn)
-}
-
-pub fn albert_flops(cfg: &ModelConfig, len: usize) -> f64 {
-    let passes = cfg.num_hidden_layers * cfg.inner_group_num;
-    let mapping = 2.0 * len as f64 * cfg.embedding_size as f64 * cfg.hidden_size as f64;
-    let pooler = 2.0 * (cfg.hidden_size * cfg.hidden_size) as f64;
-    mapping + encoder_flops(cfg.hidden_size, cfg.intermediate_size, passes, len) + pooler
-}
-
-pub fn bert_flops(cfg: &bert::Config, len: usize) -> f64 {
-    encoder_flops(
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        cfg.num_hidden_layers,
-        len,
-    )
-}
-
-/// BERT configurations of the published sizes (google-research/bert), for side-by-side rows.
-pub fn bert_config(name: &str) -> Option<bert::Config> {
-    let (hidden, layers, heads, intermediate) = match name {
-        "bert-base-uncased" | "bert-base" => (768, 12, 12, 3072),
-        "bert-large-uncased" | "bert-large" => (1024, 24, 16, 4096),
-        _ => return None,
-    };
-    Some(bert::Config {
-        hidden_size: hidden,
-        num_hidden_layers: layers,
-        num_attention_heads: heads,
-        intermediate_size: intermediate,
-        ..bert::Config::default()
-    })
-}
-
-pub fn bert_params(cfg: &bert::Config) -> usize {
-    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-    let embeddings =
-        (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h + 2 * h;
-    let layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h;
-    embeddings + cfg.num_hidden_layers * layer
-}
-
 /// A model with random weights, to time.
-pub enum BenchModel {
-    Albert(Box<MultipleChoiceModel>, ModelConfig),
-    Bert(Box<bert::BertModel>, bert::Config),
+pub struct BenchModel {
+    pub model: MultipleChoiceModel,
+    pub config: ModelConfig,
+    pub dtype: DType,
 }
 
 /// Every tensor drawn from its initialiser as a plain tensor: inference weights, not trainable
@@ -94,65 +44,35 @@ impl SimpleBackend for RandomWeights {
     }
 }
 
-fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
-    VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone())
-}
-
 impl BenchModel {
-    pub fn random_albert(cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let model = MultipleChoiceModel::load(random_weights(dtype, device), cfg)?;
-        Ok(Self::Albert(Box::new(model), cfg.clone()))
-    }
-
-    pub fn random_bert(cfg: &bert::Config, dtype: DType, device: &Device) -> Result<Self> {
-        let model = bert::BertModel::load(random_weights(dtype, device), cfg)?;
-        Ok(Self::Bert(Box::new(model), cfg.clone()))
+    pub fn random(cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
+        Ok(Self {
+            model: MultipleChoiceModel::load(vb, cfg)?,
+            config: cfg.clone(),
+            dtype,
+        })
     }
 
     pub fn params(&self) -> usize {
-        match self {
-            Self::Albert(_, c) => c.param_counts().multiple_choice,
-            Self::Bert(_, c) => bert_params(c),
-        }
+        self.config.param_counts().multiple_choice
     }
 
     pub fn flops_per_sequence(&self, len: usize) -> f64 {
-        match self {
-            Self::Albert(_, c) => albert_flops(c, len),
-            Self::Bert(_, c) => bert_flops(c, len),
-        }
-    }
-
-    fn vocab(&self) -> usize {
-        match self {
-            Self::Albert(_, c) => c.vocab_size,
-            Self::Bert(_, c) => c.vocab_size,
-        }
+        self.config.flops(len)
     }
 
     /// One forward pass over (questions, choices, len) inputs; waits for the result.
     pub fn forward(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<()> {
-        match self {
-            Self::Albert(m, _) => {
-                m.forward(ids, types, mask, false)?
-                    .to_dtype(DType::F32)?
-                    .to_vec2::<f32>()?;
-            }
-            Self::Bert(m, _) => {
-                let (b, c, l) = ids.dims3()?;
-                let flat = |t: &Tensor| t.reshape((b * c, l));
-                let out = m.forward(&flat(ids)?, &flat(types)?, Some(&flat(mask)?))?;
-                out.narrow(1, 0, 1)?
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-            }
-        }
+        self.model
+            .forward(ids, types, mask, false)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
         Ok(())
     }
 
     /// Deterministic pseudo-random inputs: ids in [5, vocab), the second half of each sequence
-    /// in segment 1, no padding.
+    /// in segment 1 (where the model has two segments), no padding.
     pub fn inputs(
         &self,
         batch: usize,
@@ -161,7 +81,7 @@ impl BenchModel {
         device: &Device,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let n = batch * choices * len;
-        let vocab = self.vocab().max(6) as u64;
+        let vocab = self.config.vocab_size.max(6) as u64;
         let mut state = 0x9e3779b97f4a7c15u64;
         let ids: Vec<u32> = (0..n)
             .map(|_| {
@@ -171,7 +91,10 @@ impl BenchModel {
                 (5 + (state >> 33) % (vocab - 5)) as u32
             })
             .collect();
-        let types: Vec<u32> = (0..n).map(|i| ((i % len) >= len / 2) as u32).collect();
+        let two_types = self.config.type_vocab_size > 1;
+        let types: Vec<u32> = (0..n)
+            .map(|i| (two_types && (i % len) >= len / 2) as u32)
+            .collect();
         let shape = (batch, choices, len);
         Ok((
             Tensor::from_vec(ids, shape, device)?,
@@ -246,7 +169,7 @@ pub fn time_fixed(
         model: name.to_string(),
         params: model.params(),
         device: device_name(device),
-        dtype: format!("{:?}", ids.dtype()).to_lowercase(),
+        dtype: format!("{:?}", model.dtype).to_lowercase(),
         questions: passes * batch,
         choices,
         seq,
@@ -313,14 +236,34 @@ mod tests {
     #[test]
     fn albert_base_needs_about_387_gflop_per_question_at_512() {
         let cfg = preset("albert-base-v2").unwrap();
-        let g = 4.0 * albert_flops(&cfg, 512) / 1e9;
+        let g = 4.0 * cfg.flops(512) / 1e9;
         assert!((g - 387.0).abs() < 1.0, "{g}");
     }
 
     #[test]
-    fn bert_param_count_matches_bert_base_without_pooler() {
-        // bert-base-uncased: 109,482,240 parameters with the pooler (768*768 + 768).
-        let cfg = bert_config("bert-base").unwrap();
-        assert_eq!(bert_params(&cfg) + 768 * 768 + 768, 109_482_240);
+    fn bert_base_has_its_published_parameter_count() {
+        // bert-base-uncased: 109,482,240 parameters with the pooler; the head adds 769.
+        let cfg = preset("bert-base-uncased").unwrap();
+        assert_eq!(cfg.param_counts().backbone, 109_482_240);
+        assert_eq!(cfg.param_counts().multiple_choice, 109_482_240 + 769);
+    }
+
+    #[test]
+    fn bench_reports_the_weights_dtype() -> Result<()> {
+        let mut cfg = preset("all-MiniLM-L6-v2").unwrap();
+        cfg.num_hidden_layers = 1;
+        cfg.num_hidden_groups = 1;
+        let model = BenchModel::random(&cfg, DType::F32, &Device::Cpu)?;
+        let shape = FixedShape {
+            questions: 1,
+            choices: 2,
+            seq: 8,
+            batch: 1,
+            repeats: 1,
+        };
+        let r = time_fixed("minilm", &model, shape, &Device::Cpu, None)?;
+        assert_eq!(r.dtype, "f32");
+        assert!(r.seconds_per_question > 0.0 && r.gflop_per_question > 0.0);
+        Ok(())
     }
 }

@@ -18,7 +18,8 @@ use crate::model::{presets, LoadedModel};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A released name (albert-base-v2 …, bert-base, bert-large), a model folder or a config.json
+    /// A released name (albert-base-v2 …, bert-base-uncased, roberta-base, all-MiniLM-L6-v2, …: see
+    /// `race-eval info --help`), a model folder or a config.json
     #[arg(long, default_value = "albert-base-v2")]
     pub model: String,
     /// Time ALBERT base/large/xlarge/xxlarge and BERT base/large side by side
@@ -98,12 +99,8 @@ fn row(r: &BenchResult) -> Row {
 }
 
 fn model_for(name: &str, args: &BenchArgs, device: &Device) -> Result<BenchModel> {
-    let dtype = args.runtime.dtype.dtype();
-    if let Some(cfg) = bench::bert_config(name) {
-        return BenchModel::random_bert(&cfg, dtype, device);
-    }
     let (_, cfg) = super::info::resolve_config(name)?;
-    BenchModel::random_albert(&cfg, dtype, device)
+    BenchModel::random(&cfg, args.runtime.dtype.dtype(), device)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -120,7 +117,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let peak = bench::sgemm_peak(&device, args.runtime.dtype.dtype()).ok();
     let names: Vec<String> = if args.compare {
-        let mut n: Vec<String> = presets::names().into_iter().map(String::from).collect();
+        let mut n: Vec<String> = presets::albert_names()
+            .into_iter()
+            .map(String::from)
+            .collect();
         n.extend(["bert-base".to_string(), "bert-large".to_string()]);
         n
     } else {
@@ -174,10 +174,8 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
             bail!("--data with a released name needs --tokenizer FILE (random weights), or give a model folder as --model");
         };
         let (_, cfg) = super::info::resolve_config(&args.model)?;
-        match BenchModel::random_albert(&cfg, args.runtime.dtype.dtype(), device)? {
-            BenchModel::Albert(m, c) => (*m, c, tok.clone()),
-            BenchModel::Bert(..) => unreachable!("resolve_config gives ALBERT configs"),
-        }
+        let b = BenchModel::random(&cfg, args.runtime.dtype.dtype(), device)?;
+        (b.model, b.config, tok.clone())
     };
     // Timed from here, as scripts/bench_hf.py times its side: data, tokeniser and model, not the
     // building of the model.
@@ -212,7 +210,9 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         .sum();
     let n = ds.questions.len();
     let v = serde_json::json!({
-        "data": path, "model": args.model, "questions": n, "batch": args.batch,
+        "data": path, "model": args.model, "model_type": config.family.model_type(),
+        "dtype": format!("{:?}", args.runtime.dtype.dtype()).to_lowercase(),
+        "questions": n, "batch": args.batch,
         "real_tokens": real_tokens, "padded_tokens": padded_tokens,
         "tokens_if_padded_to_512": padded_to_512,
         "wall_s": wall,

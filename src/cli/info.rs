@@ -36,7 +36,11 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model: {name}");
+    println!(
+        "model: {name} ({}, {})",
+        cfg.family.model_type(),
+        cfg.family.multiple_choice_class()
+    );
     println!(
         "hidden {} x {} layers ({} group(s) x {} inner), {} heads, intermediate {}, embedding {}, vocab {}, positions {}, act {}",
         cfg.hidden_size,
@@ -53,13 +57,16 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!("parameters: embeddings {}", counts.embeddings);
     println!("            encoder    {}", counts.encoder);
     println!("            pooler     {}", counts.pooler);
+    println!("            backbone   {} (with pooler)", counts.backbone);
     println!(
-        "            backbone   {} (AlbertModel, with pooler)",
-        counts.backbone
+        "            with multiple-choice head {} ({})",
+        counts.multiple_choice,
+        cfg.family.multiple_choice_class()
     );
     println!(
-        "            with multiple-choice head {} (MultipleChoiceModel)",
-        counts.multiple_choice
+        "forward: {:.1} GFLOP per sequence of {} tokens",
+        cfg.flops(512.min(cfg.max_sequence_len())) / 1e9,
+        512.min(cfg.max_sequence_len())
     );
     Ok(())
 }

@@ -17,10 +17,9 @@ pub mod train;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use anyhow::Result;
+use candle_core::DType;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::LevelFilter;
 
@@ -142,28 +141,14 @@ impl Precision {
     }
 }
 
-pub fn parse_device(spec: &str) -> Result<Device> {
-    let (kind, index) = match spec.split_once(':') {
-        Some((k, i)) => (
-            k,
-            i.parse::<usize>()
-                .with_context(|| format!("--device {spec}: {i:?} is not a device number"))?,
-        ),
-        None => (spec, 0),
-    };
-    match kind {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if candle_core::utils::cuda_is_available() => Ok(Device::new_cuda(index)?),
-        "cuda" => bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda`"),
-        "metal" if candle_core::utils::metal_is_available() => Ok(Device::new_metal(index)?),
-        "metal" => bail!("--device {spec}: this build has no Metal support; rebuild with `cargo build --release --features metal`"),
-        other => bail!("--device {other:?} is not a device: use cpu, cuda, cuda:N or metal"),
-    }
-}
+pub use crate::device::parse as parse_device;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// A model folder, a config.json, or a released name (albert-base-v2 … albert-xxlarge-v2)
+    /// A model folder, a config.json, or a released name (albert-base-v2 … albert-xxlarge-v2,
+    /// bert-base-uncased, bert-large-uncased, all-MiniLM-L6-v2, roberta-base, roberta-large,
+    /// xlm-roberta-base, distilbert-base-uncased, electra-small-discriminator,
+    /// electra-base-discriminator)
     pub model: String,
     /// Print JSON instead of text
     #[arg(long)]
@@ -210,21 +195,4 @@ pub(crate) fn print_new_run(s: &crate::results::RunSummary, dir: &std::path::Pat
             .unwrap_or_else(|| "-".into())
     );
     println!("run: {}", dir.display());
-}
-
-/// A progress bar over questions (hidden with --quiet or when stderr is not a terminal).
-pub(crate) fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let template = format!(
-        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} questions, {{per_sec}}, ETA {{eta}}"
-    );
-    bar.set_style(
-        ProgressStyle::with_template(&template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
 }
