@@ -200,7 +200,7 @@ fn errors_say_what_is_wrong() {
     ]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("max_position_embeddings (512)"),
+        stderr(&out).contains("position table allows (512)"),
         "{}",
         stderr(&out)
     );

@@ -170,7 +170,7 @@ fn eval_args(model: &Path, head: Option<&Path>, data: &Path) -> race_eval::cli::
 }
 
 fn evaluate(model: &Path, head: Option<&Path>, data: &Path) -> anyhow::Result<f64> {
-    let out = race_eval::cli::eval::evaluate(&eval_args(model, head, data))?;
+    let out = race_eval::eval::pipeline::evaluate(&eval_args(model, head, data).request())?;
     Ok(out.scores.overall.value().unwrap())
 }
 

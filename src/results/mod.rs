@@ -16,12 +16,10 @@ pub mod shard;
 pub mod time;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::eval::{read_predictions, write_predictions, Prediction};
 use crate::metrics::{Accuracy, LevelScores};
@@ -242,34 +240,7 @@ pub fn summarize(meta: RunMeta, preds: &[Prediction]) -> RunSummary {
     }
 }
 
-/// sha256 over the bytes of `files`, in order (hex).
-pub fn sha256_files(files: &[PathBuf]) -> Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    for path in files {
-        let mut f = fs::File::open(path)
-            .with_context(|| format!("cannot open {} to hash it", path.display()))?;
-        loop {
-            let n = f
-                .read(&mut buf)
-                .with_context(|| format!("cannot read {} to hash it", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// sha256 of a string (hex).
-pub fn sha256_str(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::hash::{sha256_files, sha256_str};
 
 /// A name safe in a folder name: letters, digits, `.`, `_` and `-`; anything else becomes `-`.
 pub fn sanitize(name: &str) -> String {

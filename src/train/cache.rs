@@ -39,7 +39,7 @@ pub fn cache_path(
     kind: FeatureKind,
 ) -> PathBuf {
     let fmt = serde_json::to_string(format).expect("serialisable");
-    let key = files::hash_text(&[
+    let key = crate::hash::sha256_parts(&[
         "race-eval features v1",
         weights_hash,
         data_hash,

@@ -3,12 +3,10 @@
 //! Checkpoint folders are swapped the same way.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use sha2::{Digest, Sha256};
 
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
@@ -64,39 +62,6 @@ pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     })
 }
 
-/// SHA-256 (hex) over the contents of `files`, in order, each prefixed by its length.
-pub fn hash_files(files: &[PathBuf]) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        let mut file =
-            std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let len = file.metadata()?.len();
-        h.update(len.to_le_bytes());
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    }
-    Ok(hex(&h.finalize()))
-}
-
-pub fn hash_text(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,18 +80,6 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path)?, "good");
         let left: Vec<_> = std::fs::read_dir(dir.path())?.collect();
         assert_eq!(left.len(), 1, "the temporary file is removed");
-        Ok(())
-    }
-
-    #[test]
-    fn hashes_depend_on_content() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let a = dir.path().join("a");
-        std::fs::write(&a, "x")?;
-        let h1 = hash_files(std::slice::from_ref(&a))?;
-        std::fs::write(&a, "y")?;
-        assert_ne!(h1, hash_files(&[a])?);
-        assert_ne!(hash_text(&["ab", "c"]), hash_text(&["a", "bc"]));
         Ok(())
     }
 }
