@@ -205,6 +205,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(last) = report.loss_log.last() {
         println!("last loss {:.4} (step {})", last.loss, last.step);
     }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     for d in &report.dev_history {
         println!(
             "  step {:>6}: dev accuracy {:.2}%",

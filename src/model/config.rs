@@ -1,6 +1,6 @@
 //! The encoder's configuration, mirroring the Hub's `config.json`.
 //!
-//! [`ModelConfig`] has the keys of transformers' `ModelConfig` and describes every family: BERT,
+//! [`ModelConfig`] has the keys of transformers' `AlbertConfig` and describes every family: BERT,
 //! RoBERTa, XLM-R and ELECTRA configs use the same key names (a BERT-like encoder is an ALBERT
 //! with one group per layer and `embedding_size == hidden_size`); DistilBERT's own keys (`dim`,
 //! `n_layers`, …) are read by [`DistilBertJson`]. `model_type` picks the [`Family`]. Defaults are

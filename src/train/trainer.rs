@@ -65,6 +65,8 @@ pub struct TrainReport {
     /// Whether the head-only features came from the cache.
     pub cache_hit: Option<bool>,
     pub output: PathBuf,
+    /// Warnings printed while training (a collapse to chance).
+    pub warnings: Vec<String>,
 }
 
 /// Question indices of optimizer step `step`: a fresh permutation every epoch, all derived from
@@ -174,8 +176,8 @@ fn load_split(opts: &TrainOptions, split: &str, flag: &str) -> Result<data::Data
 }
 
 fn data_hash(ds: &data::Dataset, split: &str, level: LevelFilter) -> Result<String> {
-    let files_hash = files::hash_files(&ds.files)?;
-    Ok(files::hash_text(&[
+    let files_hash = crate::hash::sha256_files(&ds.files)?;
+    Ok(crate::hash::sha256_parts(&[
         &files_hash,
         split,
         &format!("{level:?}"),
@@ -352,10 +354,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let train_f = encoder.encode_all(&train_ds.questions, &cfg.format)?;
     let dev_f = encoder.encode_all(&dev_ds.questions, &cfg.format)?;
     let weight_files = weights::find_weight_files(model_dir)?;
-    let weights_hash = files::hash_files(&weight_files)?;
+    let weights_hash = crate::hash::sha256_files(&weight_files)?;
     let train_hash = data_hash(&train_ds, &opts.split, opts.level)?;
     let dev_hash = data_hash(&dev_ds, &opts.dev_split, opts.level)?;
-    let fingerprint = files::hash_text(&[
+    let fingerprint = crate::hash::sha256_parts(&[
         &serde_json::to_string(cfg)?,
         &weights_hash,
         &train_hash,
@@ -424,7 +426,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                     let b = if opts.quiet {
                         ProgressBar::hidden()
                     } else {
-                        crate::cli::progress(f.len() as u64, false, what)
+                        crate::progress::questions(f.len() as u64, false, what)
                     };
                     let x = cache::compute(
                         &model,
@@ -550,6 +552,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         .stop_after
         .map(|n| (first + n).min(cfg.total_steps))
         .unwrap_or(cfg.total_steps);
+    let mut warnings = Vec::new();
     let save_checkpoint = |state: &CheckpointState, opt: &AdamW| {
         checkpoint::save(&ckpt_dir, state, &tensors_of(&vars), &opt.state_tensors())
     };
@@ -602,6 +605,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         });
         progress.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
         progress.inc(1);
+        if warnings.is_empty() {
+            if let Some(w) = collapse_warning(&state.loss_log, cfg.warmup_steps, tc) {
+                progress.println(format!("warning: {w}"));
+                warnings.push(w);
+            }
+        }
 
         let last = state.step == stop;
         if state.step.is_multiple_of(cfg.eval_every) || state.step == cfg.total_steps {
@@ -647,6 +656,33 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         best: state.best,
         cache_hit,
         output: opts.output.clone(),
+        warnings,
+    })
+}
+
+/// Steps past warmup whose mean loss [`collapse_warning`] looks at.
+const COLLAPSE_WINDOW: usize = 10;
+
+/// A warning when training has collapsed to chance: past warmup, the mean loss of the last
+/// [`COLLAPSE_WINDOW`] steps is within 1% of ln(choices), the loss of predicting every option
+/// with equal probability. Small data sets often stay there (transformers too).
+pub fn collapse_warning(log: &[LossPoint], warmup: usize, choices: usize) -> Option<String> {
+    if choices < 2 {
+        return None;
+    }
+    let past: Vec<&LossPoint> = log.iter().filter(|p| p.step > warmup).collect();
+    if past.len() < COLLAPSE_WINDOW {
+        return None;
+    }
+    let recent = &past[past.len() - COLLAPSE_WINDOW..];
+    let mean = recent.iter().map(|p| p.loss).sum::<f64>() / recent.len() as f64;
+    let chance = (choices as f64).ln();
+    ((mean - chance).abs() <= 0.01 * chance).then(|| {
+        format!(
+            "the loss has stayed at {mean:.4} over steps {}-{}, within 1% of ln({choices}) = {chance:.4}: the model predicts every option alike (chance). Try a higher --lr (or a lower one if it rose there from below), more --warmup-steps, more steps or data, or a larger model; check that the labels match the options",
+            recent[0].step,
+            recent[recent.len() - 1].step
+        )
     })
 }
 
@@ -654,6 +690,39 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
 mod tests {
     use super::*;
     use crate::train::AdamWConfig;
+
+    fn log(losses: &[f64]) -> Vec<LossPoint> {
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| LossPoint {
+                step: i + 1,
+                loss,
+                lr: 1e-5,
+                grad_norm: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn collapse_to_chance_is_detected_past_warmup_only() {
+        let ln4 = 4f64.ln();
+        // Flat at ln 4 (± 0.5%) for 20 steps after 5 warmup steps: collapsed.
+        let flat: Vec<f64> = (0..25)
+            .map(|i| ln4 * (1.0 + 0.005 * if i % 2 == 0 { 1.0 } else { -1.0 }))
+            .collect();
+        let w = collapse_warning(&log(&flat), 5, 4).expect("a warning");
+        assert!(w.contains("ln(4)") && w.contains("--lr"), "{w}");
+        // The same steps all inside warmup: too early to say.
+        assert_eq!(collapse_warning(&log(&flat), 20, 4), None);
+        // Learning: the loss falls below ln 4 by more than 1%.
+        let learning: Vec<f64> = (0..25).map(|i| ln4 - 0.01 * i as f64).collect();
+        assert_eq!(collapse_warning(&log(&learning), 5, 4), None);
+        // ln 2 for two options, not ln 4.
+        let two: Vec<f64> = vec![2f64.ln(); 25];
+        assert!(collapse_warning(&log(&two), 5, 2).is_some());
+        assert_eq!(collapse_warning(&log(&two), 5, 4), None);
+    }
 
     #[test]
     fn nan_loss_stops_before_any_update() -> Result<()> {
