@@ -3,7 +3,7 @@
 //! `MultiHeadSelfAttention` + `sa_layer_norm`; eager path):
 //! LayerNorm(x + dense(softmax(QKᵀ/√d + mask) V)).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 use super::config::ModelConfig;
@@ -54,8 +54,16 @@ impl Attention {
         let k = self.split_heads(&self.key.forward(x)?)?;
         let v = self.split_heads(&self.value.forward(x)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        // Differentiable when training (see `layers::softmax_last_dim`).
-        let probs = softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?)?;
+        // Differentiable when training (see `layers::softmax_last_dim`). In bf16 and f16 the
+        // scores get the mask and the softmax in f32.
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let probs = if scores.dtype() == DType::F32 {
+            softmax_last_dim(&scores.broadcast_add(mask)?)?
+        } else {
+            let f32 = DType::F32;
+            let scores = scores.to_dtype(f32)?.broadcast_add(&mask.to_dtype(f32)?)?;
+            softmax_last_dim(&scores)?.to_dtype(q.dtype())?
+        };
         let probs = dropout(&probs, self.attention_dropout, train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
         let projected = dropout(&self.dense.forward(&context)?, self.output_dropout, train)?;

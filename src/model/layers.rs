@@ -2,7 +2,7 @@
 //! initialised as transformers' `AlbertPreTrainedModel._init_weights` does when a tensor is absent
 //! from the checkpoint, and dropout that is active only in training.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Embedding, Init, LayerNorm, Module, VarBuilder};
 
 use super::config::ModelConfig;
@@ -28,10 +28,19 @@ impl Module for Linear {
         let dims = x.dims();
         let input = *dims.last().unwrap_or(&0);
         let rows = x.elem_count() / input.max(1);
-        let y = x
-            .reshape((rows, input))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
+        let x2 = x.reshape((rows, input))?;
+        let y = if x.dtype() != DType::F32 && x.device().is_cpu() {
+            // bf16 / f16 on the CPU: products summed and the bias added in f32, rounded once,
+            // as PyTorch's `addmm` does (candle's CPU matmul widens to f32 anyway; rounding
+            // its output and then adding the bias would round twice).
+            let f32 = DType::F32;
+            x2.to_dtype(f32)?
+                .matmul(&self.weight.to_dtype(f32)?.t()?)?
+                .broadcast_add(&self.bias.to_dtype(f32)?)?
+                .to_dtype(x.dtype())?
+        } else {
+            x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?
+        };
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
             *last = self.bias.dim(0)?;
@@ -41,6 +50,15 @@ impl Module for Linear {
 }
 
 impl Linear {
+    /// The same layer with its weights in `dtype` (the head runs in f32 whatever the model's
+    /// dtype).
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_dtype(dtype)?,
+            bias: self.bias.to_dtype(dtype)?,
+        })
+    }
+
     /// `nn.Linear`'s weight, (out, in).
     pub fn weight(&self) -> &Tensor {
         &self.weight
@@ -70,21 +88,31 @@ pub fn embedding(
 pub fn layer_norm(width: usize, eps: f64, vb: VarBuilder) -> Result<Norm> {
     let w = vb.get_with_hints(width, "weight", Init::Const(1.0))?;
     let b = vb.get_with_hints(width, "bias", Init::Const(0.0))?;
+    let f32_weights = if w.dtype() == DType::F32 {
+        None
+    } else {
+        Some((w.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?))
+    };
+    let (fw, fb) = f32_weights.clone().unwrap_or((w.clone(), b.clone()));
     Ok(Norm {
-        fused: LayerNorm::new(w.clone(), b.clone(), eps),
+        fused: LayerNorm::new(fw, fb, eps),
         weight: w,
         bias: b,
+        f32_weights,
         eps,
     })
 }
 
 /// LayerNorm that stays differentiable when training: candle's fused kernel has no backward
 /// pass (gradients would silently stop there), so the composite form runs whenever the input
-/// or the weights are being tracked for gradients; the fused kernel otherwise.
+/// or the weights are being tracked for gradients; the fused kernel otherwise. In bf16 and f16
+/// the statistics and the affine step run in f32 and only the output is rounded back.
 pub struct Norm {
     fused: LayerNorm,
     weight: Tensor,
     bias: Tensor,
+    /// f32 copies of the weights when the model runs in another dtype.
+    f32_weights: Option<(Tensor, Tensor)>,
     eps: f64,
 }
 
@@ -104,11 +132,18 @@ impl Norm {
 
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.track_op() || self.weight.track_op() || self.bias.track_op() {
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps as f32)
+        let dtype = x.dtype();
+        let (w, b) = match &self.f32_weights {
+            Some((w, b)) => (w, b),
+            None => (&self.weight, &self.bias),
+        };
+        let x32 = x.to_dtype(DType::F32)?;
+        let y = if x.track_op() || self.weight.track_op() || self.bias.track_op() {
+            candle_nn::ops::layer_norm_slow(&x32, w, b, self.eps as f32)?
         } else {
-            self.fused.forward(x)
-        }
+            self.fused.forward(&x32)?
+        };
+        y.to_dtype(dtype)
     }
 }
 
@@ -117,6 +152,10 @@ impl Module for Norm {
 /// pass keeps only the output for the gradient (the composite form keeps three tensors of the
 /// attention's size per layer).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.dtype() != DType::F32 {
+        // bf16 and f16: exponentials and sums in f32, probabilities rounded back.
+        return softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype());
+    }
     if !x.track_op() {
         candle_nn::ops::softmax_last_dim(x)
     } else if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {

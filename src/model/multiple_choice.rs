@@ -6,8 +6,11 @@
 //! - DistilBERT (`DistilBertForMultipleChoice`): `relu(pre_classifier(cls))`, dropout, classifier;
 //! - ELECTRA (`ElectraForMultipleChoice`, its sequence summary with `summary_type` "first"):
 //!   `gelu(summary(cls))`, dropout, classifier.
+//!
+//! The head runs in f32 whatever the backbone's dtype, so bf16 and f16 logits are not rounded
+//! to the model's precision (their near-ties would otherwise flip).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 use super::backbone::Backbone;
@@ -39,16 +42,18 @@ impl MultipleChoiceModel {
         let h = cfg.hidden_size;
         Ok(Self {
             backbone: Backbone::load(vb.clone(), cfg)?,
-            dense: linear(h, h, vb.pp(&head.dense), cfg)?,
+            dense: linear(h, h, vb.pp(&head.dense), cfg)?.to_dtype(DType::F32)?,
             activation: head.activation,
-            classifier: linear(h, 1, vb.pp(head.classifier), cfg)?,
+            classifier: linear(h, 1, vb.pp(head.classifier), cfg)?.to_dtype(DType::F32)?,
             classifier_dropout: cfg.classifier_dropout(),
         })
     }
 
-    /// The head's dense layer and activation on [CLS] states (batch, hidden): the pooled output.
+    /// The head's dense layer and activation on [CLS] states (batch, hidden): the pooled output,
+    /// in f32.
     pub fn pool(&self, cls: &Tensor) -> Result<Tensor> {
-        self.activation.forward(&self.dense.forward(cls)?)
+        let cls = cls.to_dtype(DType::F32)?;
+        self.activation.forward(&self.dense.forward(&cls)?)
     }
 
     /// Pooled output (batch, hidden) of (batch, len) inputs.
@@ -92,7 +97,11 @@ impl MultipleChoiceModel {
         choices: usize,
         train: bool,
     ) -> Result<Tensor> {
-        let pooled = dropout(pooled, self.classifier_dropout, train)?;
+        let pooled = dropout(
+            &pooled.to_dtype(DType::F32)?,
+            self.classifier_dropout,
+            train,
+        )?;
         self.classifier.forward(&pooled)?.reshape((batch, choices))
     }
 }
