@@ -10,13 +10,13 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use serde::Serialize;
 
-use crate::model::{ModelConfig, MultipleChoiceModel};
+use crate::model::{ModelConfig, MultipleChoiceModel, Precision};
 
 /// A model with random weights, to time.
 pub struct BenchModel {
     pub model: MultipleChoiceModel,
     pub config: ModelConfig,
-    pub dtype: DType,
+    pub precision: Precision,
 }
 
 /// Every tensor drawn from its initialiser as a plain tensor: inference weights, not trainable
@@ -45,12 +45,22 @@ impl SimpleBackend for RandomWeights {
 }
 
 impl BenchModel {
-    pub fn random(cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
-        let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
+    /// With [`Precision::Int8`] the linears are quantised (an error where the CPU has no
+    /// integer kernel, so a benchmark never reports f32 as int8).
+    pub fn random(cfg: &ModelConfig, precision: Precision, device: &Device) -> Result<Self> {
+        let vb =
+            VarBuilder::from_backend(Box::new(RandomWeights), precision.dtype(), device.clone());
+        let mut model = MultipleChoiceModel::load(vb, cfg)?;
+        if precision == Precision::Int8 {
+            let kernel = crate::model::quant::Kernel::detect().ok_or_else(|| {
+                anyhow::anyhow!("this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)")
+            })?;
+            model.backbone.quantize(kernel)?;
+        }
         Ok(Self {
-            model: MultipleChoiceModel::load(vb, cfg)?,
+            model,
             config: cfg.clone(),
-            dtype,
+            precision,
         })
     }
 
@@ -169,7 +179,7 @@ pub fn time_fixed(
         model: name.to_string(),
         params: model.params(),
         device: device_name(device),
-        dtype: format!("{:?}", model.dtype).to_lowercase(),
+        dtype: model.precision.name().to_string(),
         questions: passes * batch,
         choices,
         seq,
@@ -214,6 +224,71 @@ pub fn sgemm_peak(device: &Device, dtype: DType) -> Result<f64> {
     Ok(2.0 * (m * k * n) as f64 / best / 1e9)
 }
 
+/// GFLOP/s of one linear layer's GEMM (m tokens × k inputs → n outputs) in f32 (the gemm crate,
+/// as the CPU encoder calls it) and in int8 (quantising the activations included), best of
+/// `repeats`.
+pub fn gemm_f32_vs_int8(m: usize, k: usize, n: usize, repeats: usize) -> (f64, Option<f64>) {
+    use crate::model::quant;
+    let seq = |len: usize, seed: u64| -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let (x, w) = (seq(m * k, 1), seq(n * k, 2));
+    let flop = 2.0 * (m * k * n) as f64;
+    let par = match candle_core::utils::get_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    let mut out = vec![0f32; m * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) + 1 {
+        let t = Instant::now();
+        // SAFETY: x (m × k), w read as wᵀ (k × n) and out (m × n) are all in bounds.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let f32_rate = flop / best / 1e9;
+    let int8_rate = quant::Kernel::detect().map(|kernel| {
+        let qw = quant::QuantLinear::new(&w, n, k);
+        let mut best = f64::INFINITY;
+        for _ in 0..repeats.max(1) + 1 {
+            let t = Instant::now();
+            let qx = quant::quantize_rows(&x, m, k, k, &qw);
+            quant::gemm_accumulate(&qx, &qw, &mut out, n, kernel);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        flop / best / 1e9
+    });
+    (f32_rate, int8_rate)
+}
+
 /// Starts a new peak-RSS window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM), so
 /// side-by-side rows each report their own peak.
 pub fn reset_peak_rss() {
@@ -253,7 +328,7 @@ mod tests {
         let mut cfg = preset("all-MiniLM-L6-v2").unwrap();
         cfg.num_hidden_layers = 1;
         cfg.num_hidden_groups = 1;
-        let model = BenchModel::random(&cfg, DType::F32, &Device::Cpu)?;
+        let model = BenchModel::random(&cfg, Precision::F32, &Device::Cpu)?;
         let shape = FixedShape {
             questions: 1,
             choices: 2,

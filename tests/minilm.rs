@@ -99,7 +99,7 @@ fn request(model: PathBuf, data: PathBuf, setting: &Setting) -> EvalRequest {
         },
         batch_size: 4,
         device: "cpu".into(),
-        dtype: candle_core::DType::F32,
+        precision: race_eval::model::Precision::F32,
         quiet: true,
     }
 }

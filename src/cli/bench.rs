@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Time one linear layer's GEMM in f32 and int8: M,K,N (tokens, inputs, outputs)
+    #[arg(long, value_name = "M,K,N", conflicts_with_all = ["data", "compare"])]
+    pub gemm: Option<String>,
 }
 
 #[derive(Tabled)]
@@ -100,7 +103,7 @@ fn row(r: &BenchResult) -> Row {
 
 fn model_for(name: &str, args: &BenchArgs, device: &Device) -> Result<BenchModel> {
     let (_, cfg) = super::info::resolve_config(name)?;
-    BenchModel::random(&cfg, args.runtime.dtype.dtype(), device)
+    BenchModel::random(&cfg, args.runtime.dtype, device)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -110,6 +113,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         // Read by candle and rayon when their thread pools start, which has not happened yet.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    if let Some(shape) = &args.gemm {
+        let dims: Vec<usize> = shape
+            .split(',')
+            .map(|d| d.trim().parse())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("--gemm {shape:?}: expected M,K,N, e.g. 1024,384,1536"))?;
+        let [m, k, n] = dims[..] else {
+            bail!("--gemm {shape:?}: expected three numbers M,K,N");
+        };
+        let (f32_rate, int8_rate) = bench::gemm_f32_vs_int8(m, k, n, args.repeats);
+        let kernel = crate::model::quant::Kernel::detect();
+        if args.json {
+            let v = serde_json::json!({ "m": m, "k": k, "n": n, "f32_gflops": f32_rate,
+                "int8_gops": int8_rate, "int8_kernel": kernel.map(|k| format!("{k:?}").to_lowercase()) });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{m}x{k}x{n}: f32 {f32_rate:.1} GFLOP/s");
+            match int8_rate {
+                Some(r) => println!(
+                    "{m}x{k}x{n}: int8 {r:.1} GOP/s ({:?} kernel, activation quantisation included): {:.2}x f32",
+                    kernel.expect("a kernel"),
+                    r / f32_rate
+                ),
+                None => println!("int8: no integer kernel on this CPU (AVX2 or AVX-512 VNNI)"),
+            }
+        }
+        return Ok(());
     }
     let device = parse_device(&args.runtime.device)?;
     if args.data.is_some() {
@@ -167,14 +198,18 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let path = args.data.as_ref().expect("checked by caller");
     let dir = PathBuf::from(&args.model);
     let (model, config, tokenizer) = if dir.is_dir() {
-        let loaded = LoadedModel::load(&dir, args.runtime.dtype.dtype(), device, None)?;
+        let mut loaded = LoadedModel::load(&dir, args.runtime.dtype.dtype(), device, None)?;
+        if args.runtime.dtype == crate::model::Precision::Int8 && loaded.quantize_int8()?.is_none()
+        {
+            bail!("--dtype int8: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)");
+        }
         (loaded.model, loaded.config, dir.join("tokenizer.json"))
     } else {
         let Some(tok) = &args.tokenizer else {
             bail!("--data with a released name needs --tokenizer FILE (random weights), or give a model folder as --model");
         };
         let (_, cfg) = super::info::resolve_config(&args.model)?;
-        let b = BenchModel::random(&cfg, args.runtime.dtype.dtype(), device)?;
+        let b = BenchModel::random(&cfg, args.runtime.dtype, device)?;
         (b.model, b.config, tok.clone())
     };
     // Timed from here, as scripts/bench_hf.py times its side: data, tokeniser and model, not the
@@ -211,7 +246,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let n = ds.questions.len();
     let v = serde_json::json!({
         "data": path, "model": args.model, "model_type": config.family.model_type(),
-        "dtype": format!("{:?}", args.runtime.dtype.dtype()).to_lowercase(),
+        "dtype": args.runtime.dtype.name(),
         "questions": n, "batch": args.batch,
         "real_tokens": real_tokens, "padded_tokens": padded_tokens,
         "tokens_if_padded_to_512": padded_to_512,

@@ -25,7 +25,7 @@ impl EvalArgs {
             },
             batch_size: self.batch_size,
             device: self.runtime.device.clone(),
-            dtype: self.runtime.dtype.dtype(),
+            precision: self.runtime.dtype,
             quiet: self.quiet,
         }
     }

@@ -18,8 +18,8 @@ pub mod train;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::DType;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use clap::{Args, Parser, Subcommand};
 
 use crate::data::LevelFilter;
 
@@ -119,29 +119,13 @@ pub struct RuntimeArgs {
     /// cpu, cuda, cuda:N or metal (cuda and metal need the matching cargo feature)
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute precision
+    /// Compute precision (int8: dynamic quantisation of the linears, CPU only)
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Precision {
-    pub fn dtype(self) -> DType {
-        match self {
-            Precision::F32 => DType::F32,
-            Precision::Bf16 => DType::BF16,
-            Precision::F16 => DType::F16,
-        }
-    }
-}
-
 pub use crate::device::parse as parse_device;
+pub use crate::model::Precision;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {

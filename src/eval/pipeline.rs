@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::DType;
 
 use crate::data::{self, LevelFilter, LoadOptions};
 use crate::features::{FormatConfig, TextEncoder};
 use crate::hub;
 use crate::metrics::LevelScores;
-use crate::model::{LoadedModel, ModelConfig};
+use crate::model::{LoadedModel, ModelConfig, Precision};
 use crate::results::{self, DataInfo, ModelInfo, RunKind, RunMeta, Settings, Shard};
 use crate::train::head;
 
@@ -36,7 +35,7 @@ pub struct EvalRequest {
     pub batch_size: usize,
     /// `cpu`, `cuda[:N]` or `metal`.
     pub device: String,
-    pub dtype: DType,
+    pub precision: Precision,
     /// No progress bars or notes on stderr.
     pub quiet: bool,
 }
@@ -101,7 +100,19 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalOutcome> {
         }
         None => Default::default(),
     };
-    let loaded = LoadedModel::load_with_overrides(model_dir, req.dtype, &device, None, overrides)?;
+    if req.precision == Precision::Int8 && !device.is_cpu() {
+        bail!("--dtype int8 runs on the CPU only; use --dtype bf16 on a GPU");
+    }
+    let mut loaded = LoadedModel::load_with_overrides(
+        model_dir,
+        req.precision.dtype(),
+        &device,
+        None,
+        overrides,
+    )?;
+    if req.precision == Precision::Int8 && loaded.quantize_int8()?.is_none() {
+        eprintln!("warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32");
+    }
     if let Some(w) = loaded.report.warning().filter(|_| req.head.is_none()) {
         eprintln!("{w}");
     }
@@ -215,7 +226,7 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
         settings: Settings {
             max_seq_len: out.format.max_seq_len,
             max_qa_len: out.format.max_qa_len,
-            dtype: format!("{:?}", req.dtype).to_lowercase(),
+            dtype: req.precision.name().to_string(),
             device: req.device.clone(),
             batch_size: req.batch_size,
         },

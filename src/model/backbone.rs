@@ -25,6 +25,11 @@ impl Backbone {
         })
     }
 
+    /// Quantises the encoder's linears to int8 (see [`Encoder::quantize`]).
+    pub fn quantize(&mut self, kernel: super::quant::Kernel) -> Result<()> {
+        self.encoder.quantize(kernel)
+    }
+
     /// Turns a (batch, len) 0/1 attention mask into the additive (batch, 1, 1, len) mask the
     /// reference builds: `(1 - mask) * finfo(dtype).min`.
     pub fn additive_mask(&self, attention_mask: &Tensor) -> Result<Tensor> {

@@ -32,6 +32,18 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::kernels;
+use super::quant::{self, QuantLinear};
+
+/// A layer's linear weights quantised to int8 (`--dtype int8`), with the kernel that runs them.
+pub struct QuantLayer {
+    pub kernel: quant::Kernel,
+    pub query: QuantLinear,
+    pub key: QuantLinear,
+    pub value: QuantLinear,
+    pub dense: QuantLinear,
+    pub ffn: QuantLinear,
+    pub ffn_output: QuantLinear,
+}
 
 /// Queries per attention work item: a 64 × len block of scores stays in L2.
 const QUERY_BLOCK: usize = 64;
@@ -48,6 +60,8 @@ pub struct LayerTensors<'a> {
     pub output_norm: (&'a Tensor, &'a Tensor),
     pub activation: Activation,
     pub eps: f32,
+    /// The int8 weights, when the model was quantised: the linears then run in int8.
+    pub quant: Option<&'a QuantLayer>,
 }
 
 impl LayerTensors<'_> {
@@ -88,15 +102,23 @@ fn f32_data<'g>(storage: &'g Storage, layout: &Layout) -> Result<&'g [f32]> {
     Ok(&data[start..end])
 }
 
-/// A layer's weights as slices (weight matrices are `nn.Linear`'s (out, in), row-major).
+/// A linear layer's weight: `nn.Linear`'s (out, in) f32 matrix, row-major, and its int8 form
+/// when the model was quantised (the GEMM then runs in int8).
+#[derive(Clone, Copy)]
+struct Weight<'a> {
+    f32: &'a [f32],
+    int8: Option<(&'a QuantLinear, quant::Kernel)>,
+}
+
+/// A layer's weights as slices: (weight, bias) per linear, (weight, bias) per LayerNorm.
 struct LayerSlices<'a> {
-    q: (&'a [f32], &'a [f32]),
-    k: (&'a [f32], &'a [f32]),
-    v: (&'a [f32], &'a [f32]),
-    dense: (&'a [f32], &'a [f32]),
+    q: (Weight<'a>, &'a [f32]),
+    k: (Weight<'a>, &'a [f32]),
+    v: (Weight<'a>, &'a [f32]),
+    dense: (Weight<'a>, &'a [f32]),
     norm1: (&'a [f32], &'a [f32]),
-    ffn: (&'a [f32], &'a [f32]),
-    ffn_out: (&'a [f32], &'a [f32]),
+    ffn: (Weight<'a>, &'a [f32]),
+    ffn_out: (Weight<'a>, &'a [f32]),
     norm2: (&'a [f32], &'a [f32]),
 }
 
@@ -227,14 +249,15 @@ pub fn forward(
             .iter()
             .map(|(g, l)| f32_data(g, l))
             .collect::<Result<Vec<_>>>()?;
+        let q = layer.quant;
         let w = LayerSlices {
-            q: (s[0], s[1]),
-            k: (s[2], s[3]),
-            v: (s[4], s[5]),
-            dense: (s[6], s[7]),
+            q: (weight(s[0], q, |q| &q.query), s[1]),
+            k: (weight(s[2], q, |q| &q.key), s[3]),
+            v: (weight(s[4], q, |q| &q.value), s[5]),
+            dense: (weight(s[6], q, |q| &q.dense), s[7]),
             norm1: (s[8], s[9]),
-            ffn: (s[10], s[11]),
-            ffn_out: (s[12], s[13]),
+            ffn: (weight(s[10], q, |q| &q.ffn), s[11]),
+            ffn_out: (weight(s[12], q, |q| &q.ffn_output), s[13]),
             norm2: (s[14], s[15]),
         };
         check_shapes(&w, &dims)?;
@@ -253,16 +276,31 @@ pub fn forward(
     }
 }
 
+fn weight<'a>(
+    f32: &'a [f32],
+    quant: Option<&'a QuantLayer>,
+    pick: fn(&QuantLayer) -> &QuantLinear,
+) -> Weight<'a> {
+    Weight {
+        f32,
+        int8: quant.map(|q| (pick(q), q.kernel)),
+    }
+}
+
+fn lin<'a>(l: (Weight<'a>, &'a [f32])) -> (&'a [f32], &'a [f32]) {
+    (l.0.f32, l.1)
+}
+
 fn check_shapes(w: &LayerSlices, d: &Dims) -> Result<()> {
     let (h, i) = (d.hidden, d.inter);
     let expect = [
-        ("query", w.q, h * h, h),
-        ("key", w.k, h * h, h),
-        ("value", w.v, h * h, h),
-        ("dense", w.dense, h * h, h),
+        ("query", lin(w.q), h * h, h),
+        ("key", lin(w.k), h * h, h),
+        ("value", lin(w.v), h * h, h),
+        ("dense", lin(w.dense), h * h, h),
         ("attention LayerNorm", w.norm1, h, h),
-        ("ffn", w.ffn, i * h, i),
-        ("ffn_output", w.ffn_out, h * i, h),
+        ("ffn", lin(w.ffn), i * h, i),
+        ("ffn_output", lin(w.ffn_out), h * i, h),
         ("full_layer_layer_norm", w.norm2, h, h),
     ];
     for (name, (a, b), na, nb) in expect {
@@ -319,16 +357,27 @@ impl View {
 }
 
 /// `out (+)= a · wᵀ` for an `nn.Linear` weight `w` (n, k): `out` is overwritten, or accumulated
-/// into when `accumulate` (it then holds the bias and residual already).
+/// into when `accumulate` (it then holds the bias and residual already). An int8 weight
+/// quantises the rows of `a` and accumulates in int8 (always accumulating).
 fn linear_into(
     a: &[f32],
     av: View,
-    w: &[f32],
+    w: Weight,
     out: &mut [f32],
     ov: View,
     accumulate: bool,
     par: Parallelism,
 ) {
+    if let Some((qw, kernel)) = w.int8 {
+        assert!(accumulate && qw.n == ov.cols && qw.k == av.cols && a.len() >= av.extent());
+        if av.rows == 0 {
+            return;
+        }
+        let qx = quant::quantize_rows(a, av.rows, av.cols, av.stride, qw);
+        quant::gemm_accumulate(&qx, qw, &mut out[..ov.extent()], ov.stride, kernel);
+        return;
+    }
+    let w = w.f32;
     let (m, k, n) = (av.rows, av.cols, ov.cols);
     assert!(ov.rows == m && w.len() == n * k && a.len() >= av.extent() && out.len() >= ov.extent());
     if m == 0 || n == 0 {
@@ -601,7 +650,7 @@ fn layer_full(
 fn project_into_qkv(
     x: &[f32],
     xv: View,
-    wt: &[f32],
+    wt: Weight,
     bias: &[f32],
     qkv: &mut [f32],
     slot: usize,

@@ -18,6 +18,7 @@ pub mod kernels;
 mod layers;
 pub mod multiple_choice;
 pub mod presets;
+pub mod quant;
 pub mod seeded_dropout;
 pub mod weights;
 
@@ -27,11 +28,43 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
 
 pub use config::{ModelConfig, ParamCounts};
 pub use family::Family;
 pub use multiple_choice::{cross_entropy, MultipleChoiceModel};
 pub use weights::LoadReport;
+
+/// How the model computes: a float dtype, or int8 linears (dynamic quantisation, CPU only;
+/// everything else in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+    Int8,
+}
+
+impl Precision {
+    /// The dtype the weights load in (int8 quantises from f32).
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 | Precision::Int8 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
 
 /// A model folder in the Hub's layout, loaded.
 pub struct LoadedModel {
@@ -80,6 +113,18 @@ impl LoadedModel {
             weight_files,
             report,
         })
+    }
+}
+
+impl LoadedModel {
+    /// Quantises the encoder's linears to int8 with the fastest kernel this CPU has. Returns
+    /// the kernel, or `None` (the model stays f32) when the CPU has no integer kernel.
+    pub fn quantize_int8(&mut self) -> Result<Option<quant::Kernel>> {
+        let Some(kernel) = quant::Kernel::detect() else {
+            return Ok(None);
+        };
+        self.model.backbone.quantize(kernel)?;
+        Ok(Some(kernel))
     }
 }
 

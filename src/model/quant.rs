@@ -1,0 +1,504 @@
+//! Dynamic int8 quantisation of the linear layers for CPU inference (`--dtype int8`).
+//!
+//! - Weights: per output channel (row of `nn.Linear`'s (n, k) weight), symmetric:
+//!   `w ≈ s_w[j] · q_w[j, k]` with `q_w` in [-127, 127], quantised once when the model loads.
+//! - Activations: per row (token), computed on the fly before each GEMM, unsigned with zero point
+//!   128: `x ≈ s_x[i] · (q_x[i, k] - 128)` with `q_x` in [1, 255].
+//! - `y[i, j] = s_x[i] · s_w[j] · (Σ_k q_x q_w - 128 · Σ_k q_w[j, k])`, accumulated in i32: exact
+//!   integer arithmetic, so no kernel can saturate (AVX-512 VNNI's `vpdpbusd` adds four u8 × i8
+//!   products straight into i32 lanes; the AVX2 kernel widens to i16 and uses `vpmaddwd`, whose
+//!   pair sums fit in i32).
+//!
+//! Weights are packed for the kernels: tiles of 16 output columns, and within a tile groups of 4
+//! consecutive k, so one 64-byte load holds 16 columns × 4 k and one broadcast 32-bit load of
+//! the activations feeds all of them. Kernels are picked at run time ([`Kernel::detect`]):
+//! AVX-512 VNNI, else AVX2, else none (the model then stays in f32). Every kernel is tested
+//! against the scalar reference for exact integer equality.
+
+use rayon::prelude::*;
+
+/// Output columns per packed tile.
+const TILE: usize = 16;
+/// Consecutive k values per group (one 32-bit lane of `vpdpbusd`).
+const GROUP: usize = 4;
+/// Rows per micro-kernel call.
+const ROWS: usize = 8;
+
+/// Which integer kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 with VNNI (`vpdpbusd`).
+    Vnni,
+    /// AVX2: widened to i16, `vpmaddwd`.
+    Avx2,
+    /// Plain Rust (the reference; slow).
+    Scalar,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, or `None` when only the scalar reference would (int8
+    /// would then be slower than f32).
+    pub fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512f")
+            {
+                return Some(Self::Vnni);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Some(Self::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni => {
+                std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+/// An `nn.Linear` weight (n, k) quantised per output channel and packed for the kernels.
+pub struct QuantLinear {
+    pub n: usize,
+    pub k: usize,
+    /// `k` rounded up to a multiple of [`GROUP`].
+    kp: usize,
+    /// Tiles × groups × [`TILE`] × [`GROUP`] bytes.
+    packed: Vec<i8>,
+    /// Per output column: the weight scale, and 128 · Σ_k q_w (the zero-point correction).
+    scale: Vec<f32>,
+    correction: Vec<i32>,
+}
+
+impl QuantLinear {
+    /// Quantises `w`, row-major (n, k) as `nn.Linear` stores it.
+    pub fn new(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k);
+        let kp = k.div_ceil(GROUP) * GROUP;
+        let tiles = n.div_ceil(TILE);
+        let groups = kp / GROUP;
+        let mut packed = vec![0i8; tiles * groups * TILE * GROUP];
+        let mut scale = vec![0f32; n];
+        let mut correction = vec![0i32; n];
+        for j in 0..n {
+            let row = &w[j * k..(j + 1) * k];
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scale[j] = s;
+            let (t, c) = (j / TILE, j % TILE);
+            let mut sum = 0i32;
+            for (kk, &v) in row.iter().enumerate() {
+                let q = (v / s).round().clamp(-127.0, 127.0) as i8;
+                sum += q as i32;
+                let (g, r) = (kk / GROUP, kk % GROUP);
+                packed[((t * groups + g) * TILE + c) * GROUP + r] = q;
+            }
+            correction[j] = 128 * sum;
+        }
+        Self {
+            n,
+            k,
+            kp,
+            packed,
+            scale,
+            correction,
+        }
+    }
+
+    fn groups(&self) -> usize {
+        self.kp / GROUP
+    }
+
+    /// The quantised weight at (column j, k), from the packed layout (tests).
+    #[cfg(test)]
+    fn q(&self, j: usize, kk: usize) -> i8 {
+        let (t, c, g, r) = (j / TILE, j % TILE, kk / GROUP, kk % GROUP);
+        self.packed[((t * self.groups() + g) * TILE + c) * GROUP + r]
+    }
+}
+
+/// Activations of one GEMM quantised per row: `rows` × `kp` bytes (padding columns and rows hold
+/// the zero point, 128), with each row's scale.
+pub struct QuantRows {
+    rows: usize,
+    kp: usize,
+    data: Vec<u8>,
+    scale: Vec<f32>,
+}
+
+/// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w`.
+pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLinear) -> QuantRows {
+    assert_eq!(k, w.k);
+    let kp = w.kp;
+    let padded = m.div_ceil(ROWS) * ROWS;
+    let mut data = vec![128u8; padded * kp];
+    let mut scale = vec![0f32; padded];
+    data.par_chunks_mut(kp)
+        .zip(scale.par_iter_mut())
+        .take(m)
+        .enumerate()
+        .for_each(|(i, (dst, s))| {
+            let row = &x[i * stride..i * stride + k];
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            *s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let inv = 1.0 / *s;
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = ((v * inv).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+            }
+        });
+    QuantRows {
+        rows: m,
+        kp,
+        data,
+        scale,
+    }
+}
+
+/// `out[i·stride + j] += s_x[i] · s_w[j] · Σ_k (q_x - 128) q_w` for every row of `x` and column
+/// of `w` (`out` already holds the bias and residual, as in the f32 path).
+pub fn gemm_accumulate(
+    x: &QuantRows,
+    w: &QuantLinear,
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+) {
+    assert!(
+        kernel.available(),
+        "{kernel:?} is not available on this CPU"
+    );
+    assert_eq!(x.kp, w.kp);
+    let (m, n) = (x.rows, w.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= (m - 1) * out_stride + n && out_stride >= n);
+    let row_blocks = m.div_ceil(ROWS);
+    // Work items: (row block, pair of tiles); each writes its own rows × columns of `out`.
+    let col_blocks = n.div_ceil(2 * TILE);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    (0..row_blocks * col_blocks)
+        .into_par_iter()
+        .for_each(|item| {
+            let (rb, cb) = (item / col_blocks, item % col_blocks);
+            let mut acc = [[0i32; 2 * TILE]; ROWS];
+            let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
+            let tiles = (cb * 2, (cb * 2 + 1).min(w.n.div_ceil(TILE) - 1));
+            micro_kernel(kernel, xs, x.kp, w, tiles, &mut acc);
+            let rows = ROWS.min(m - rb * ROWS);
+            let col0 = cb * 2 * TILE;
+            let cols = (2 * TILE).min(n - col0);
+            for (r, acc_row) in acc.iter().enumerate().take(rows) {
+                let i = rb * ROWS + r;
+                // SAFETY: row i, columns col0..col0+cols of `out` are within the bounds asserted
+                // above and belong to this work item alone.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride + col0), cols)
+                };
+                let scale = &w.scale[col0..col0 + cols];
+                let correction = &w.correction[col0..col0 + cols];
+                epilogue(kernel, dst, &acc_row[..cols], x.scale[i], scale, correction);
+            }
+        });
+}
+
+/// `dst[c] += sx · scale[c] · (acc[c] - correction[c])`.
+fn epilogue(
+    kernel: Kernel,
+    dst: &mut [f32],
+    acc: &[i32],
+    sx: f32,
+    scale: &[f32],
+    correction: &[i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni {
+        // SAFETY: the VNNI kernel runs only where AVX-512F is available.
+        return unsafe { vnni::epilogue(dst, acc, sx, scale, correction) };
+    }
+    let _ = kernel;
+    for (((d, &a), &s), &c) in dst.iter_mut().zip(acc).zip(scale).zip(correction) {
+        *d += sx * s * (a - c) as f32;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the work items of `gemm_accumulate` write disjoint blocks of `out`.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Integer dot products of [`ROWS`] rows of `xs` with the columns of two tiles (the second may
+/// repeat the first at the edge; its sums are then not read).
+fn micro_kernel(
+    kernel: Kernel,
+    xs: &[u8],
+    kp: usize,
+    w: &QuantLinear,
+    tiles: (usize, usize),
+    acc: &mut [[i32; 2 * TILE]; ROWS],
+) {
+    let groups = w.groups();
+    let tile = |t: usize| &w.packed[t * groups * TILE * GROUP..(t + 1) * groups * TILE * GROUP];
+    let (w0, w1) = (tile(tiles.0), tile(tiles.1));
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` was checked by the caller; slices are sized as the kernel reads.
+        Kernel::Vnni => unsafe { vnni::kernel(xs, kp, groups, w0, w1, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx2 => unsafe { avx2::kernel(xs, kp, groups, w0, w1, acc) },
+        _ => scalar_kernel(xs, kp, groups, w0, w1, acc),
+    }
+}
+
+fn scalar_kernel(
+    xs: &[u8],
+    kp: usize,
+    groups: usize,
+    w0: &[i8],
+    w1: &[i8],
+    acc: &mut [[i32; 2 * TILE]; ROWS],
+) {
+    for (r, acc_row) in acc.iter_mut().enumerate() {
+        let x = &xs[r * kp..(r + 1) * kp];
+        for g in 0..groups {
+            for (half, w) in [w0, w1].into_iter().enumerate() {
+                for c in 0..TILE {
+                    let mut s = 0i32;
+                    for q in 0..GROUP {
+                        s += x[g * GROUP + q] as i32 * w[(g * TILE + c) * GROUP + q] as i32;
+                    }
+                    acc_row[half * TILE + c] += s;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{GROUP, ROWS, TILE};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and VNNI; `xs` holds [`ROWS`] rows of `kp` bytes and `w0`,
+    /// `w1` hold `groups` × 64 bytes each.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn kernel(
+        xs: &[u8],
+        kp: usize,
+        groups: usize,
+        w0: &[i8],
+        w1: &[i8],
+        acc: &mut [[i32; 2 * TILE]; ROWS],
+    ) {
+        assert!(xs.len() >= ROWS * kp && w0.len() >= groups * 64 && w1.len() >= groups * 64);
+        let mut a = [[_mm512_setzero_si512(); 2]; ROWS];
+        let (xp, p0, p1) = (xs.as_ptr(), w0.as_ptr(), w1.as_ptr());
+        for g in 0..groups {
+            let b0 = _mm512_loadu_si512(p0.add(g * 64) as *const _);
+            let b1 = _mm512_loadu_si512(p1.add(g * 64) as *const _);
+            for (r, ar) in a.iter_mut().enumerate() {
+                let v = (xp.add(r * kp + g * GROUP) as *const i32).read_unaligned();
+                let x = _mm512_set1_epi32(v);
+                ar[0] = _mm512_dpbusd_epi32(ar[0], x, b0);
+                ar[1] = _mm512_dpbusd_epi32(ar[1], x, b1);
+            }
+        }
+        for (r, ar) in a.iter().enumerate() {
+            _mm512_storeu_si512(acc[r].as_mut_ptr() as *mut _, ar[0]);
+            _mm512_storeu_si512(acc[r].as_mut_ptr().add(TILE) as *mut _, ar[1]);
+        }
+    }
+
+    /// The epilogue 16 columns at a time, masked at the edge.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; all slices have `dst.len()` elements.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn epilogue(
+        dst: &mut [f32],
+        acc: &[i32],
+        sx: f32,
+        scale: &[f32],
+        correction: &[i32],
+    ) {
+        let n = dst.len();
+        assert!(acc.len() >= n && scale.len() >= n && correction.len() >= n);
+        let sxv = _mm512_set1_ps(sx);
+        let mut c = 0;
+        while c < n {
+            let left = (n - c).min(16);
+            let mask: __mmask16 = if left == 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            let a = _mm512_maskz_loadu_epi32(mask, acc.as_ptr().add(c));
+            let k = _mm512_maskz_loadu_epi32(mask, correction.as_ptr().add(c));
+            let s = _mm512_maskz_loadu_ps(mask, scale.as_ptr().add(c));
+            let d = _mm512_maskz_loadu_ps(mask, dst.as_ptr().add(c));
+            let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, k));
+            let y = _mm512_fmadd_ps(_mm512_mul_ps(v, s), sxv, d);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(c), mask, y);
+            c += 16;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{GROUP, ROWS, TILE};
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX2; sizes as for the VNNI kernel.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn kernel(
+        xs: &[u8],
+        kp: usize,
+        groups: usize,
+        w0: &[i8],
+        w1: &[i8],
+        acc: &mut [[i32; 2 * TILE]; ROWS],
+    ) {
+        assert!(xs.len() >= ROWS * kp && w0.len() >= groups * 64 && w1.len() >= groups * 64);
+        // Four columns × four k per 16-byte quarter of a group; widened to i16, `vpmaddwd` sums
+        // adjacent pairs into i32 (at most 2 · 255 · 127: no saturation), and `vphaddd` folds
+        // the two pair sums of each column.
+        for (half, w) in [w0, w1].into_iter().enumerate() {
+            for quarter in 0..4 {
+                let mut a = [_mm256_setzero_si256(); ROWS];
+                for g in 0..groups {
+                    let wb = _mm_loadu_si128(w.as_ptr().add(g * 64 + quarter * 16) as *const _);
+                    let wv = _mm256_cvtepi8_epi16(wb);
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        let v =
+                            (xs.as_ptr().add(r * kp + g * GROUP) as *const i32).read_unaligned();
+                        let xb = _mm_set1_epi32(v);
+                        let xv = _mm256_cvtepu8_epi16(xb);
+                        *ar = _mm256_add_epi32(*ar, _mm256_madd_epi16(xv, wv));
+                    }
+                }
+                for (r, ar) in a.iter().enumerate() {
+                    // Lanes: (c0: 2 pair sums), (c1: 2), (c2: 2), (c3: 2) in 128-bit halves.
+                    let mut lanes = [0i32; 8];
+                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, *ar);
+                    for c in 0..4 {
+                        acc[r][half * TILE + quarter * 4 + c] += lanes[2 * c] + lanes[2 * c + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect()
+    }
+
+    /// Σ_k (q_x - 128) q_w · scales, straight from the quantised values.
+    fn reference(x: &QuantRows, w: &QuantLinear, i: usize, j: usize) -> f32 {
+        let mut s = 0i32;
+        for kk in 0..w.k {
+            s += (x.data[i * x.kp + kk] as i32 - 128) * w.q(j, kk) as i32;
+        }
+        x.scale[i] * w.scale[j] * s as f32
+    }
+
+    /// Every kernel this CPU has gives the scalar reference's integers exactly, at shapes with
+    /// partial row blocks, partial tiles and k not a multiple of 4; and the quantised product is
+    /// close to the f32 one.
+    #[test]
+    fn kernels_match_the_reference_exactly() {
+        for (m, n, k) in [(1, 1, 1), (13, 37, 30), (8, 32, 64), (21, 70, 387)] {
+            let x = pseudo(m * k, 1 + m as u64);
+            let wf = pseudo(n * k, 2 + n as u64);
+            let w = QuantLinear::new(&wf, n, k);
+            let q = quantize_rows(&x, m, k, k, &w);
+            for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni] {
+                if !kernel.available() {
+                    eprintln!("{kernel:?}: not on this CPU");
+                    continue;
+                }
+                let bias = 0.25f32;
+                let mut out = vec![bias; m * n];
+                gemm_accumulate(&q, &w, &mut out, n, kernel);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = bias + reference(&q, &w, i, j);
+                        let got = out[i * n + j];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "{kernel:?} {m}x{n}x{k} at ({i},{j}): {got} vs {want}"
+                        );
+                        let exact: f32 = (0..k).map(|kk| x[i * k + kk] * wf[j * k + kk]).sum();
+                        let scale = (k as f32).sqrt() * 2.0;
+                        assert!(
+                            (got - bias - exact).abs() < 0.05 * scale,
+                            "{m}x{n}x{k} at ({i},{j}): int8 {got} vs f32 {exact}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extreme values: every activation and weight at the limits of its range, where a kernel
+    /// that saturates (u8 × i8 pairs in i16) would be wrong.
+    #[test]
+    fn no_saturation_at_the_extremes() {
+        let (m, n, k) = (8, 16, 256);
+        let x = vec![1.0f32; m * k];
+        let wf: Vec<f32> = (0..n * k)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 0.5 })
+            .collect();
+        let w = QuantLinear::new(&wf, n, k);
+        let q = quantize_rows(&x, m, k, k, &w);
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut out = vec![0f32; m * n];
+            gemm_accumulate(&q, &w, &mut out, n, kernel);
+            let want = 0.75 * k as f32;
+            for v in &out {
+                assert!((v - want).abs() < 0.01 * want, "{kernel:?}: {v} vs {want}");
+            }
+        }
+    }
+}
