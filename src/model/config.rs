@@ -43,12 +43,6 @@ pub struct ModelConfig {
     pub model_type: Option<String>,
 }
 
-impl Default for Family {
-    fn default() -> Self {
-        Family::Albert
-    }
-}
-
 impl Default for ModelConfig {
     fn default() -> Self {
         // transformers/models/albert/configuration_albert.py (ModelConfig.__init__ defaults).

@@ -125,9 +125,9 @@ fn head_file(file: &Path, base_config: &ModelConfig) -> Result<HashMap<String, T
     let h = base_config.hidden_size;
     for (name, t) in &tensors {
         let want: &[usize] = match name.rsplit_once('.') {
-            Some((p, "weight")) if p == "classifier" => &[1, h],
+            Some(("classifier", "weight")) => &[1, h],
             Some((_, "weight")) => &[h, h],
-            Some((p, _)) if p == "classifier" => &[1],
+            Some(("classifier", _)) => &[1],
             _ => &[h],
         };
         if t.dims() != want {
