@@ -154,11 +154,24 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLine
         .enumerate()
         .for_each(|(i, (dst, s))| {
             let row = &x[i * stride..i * stride + k];
-            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // Lane-wise maxima, so the loop vectorises.
+            let mut lanes = [0f32; 16];
+            let mut chunks = row.chunks_exact(16);
+            for c in &mut chunks {
+                for (l, &v) in lanes.iter_mut().zip(c) {
+                    *l = l.max(v.abs());
+                }
+            }
+            let max = chunks
+                .remainder()
+                .iter()
+                .fold(lanes.iter().fold(0f32, |m, &v| m.max(v)), |m, v| m.max(v.abs()));
             *s = if max > 0.0 { max / 127.0 } else { 1.0 };
             let inv = 1.0 / *s;
+            // v · inv lies in [-127, 127]; + 128.5 then truncation rounds half up into [1, 255]
+            // (clamped against rounding at the ends), without a call to `round`.
             for (d, &v) in dst.iter_mut().zip(row) {
-                *d = ((v * inv).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+                *d = (v * inv + 128.5).clamp(1.0, 255.0) as u8;
             }
         });
     QuantRows {
