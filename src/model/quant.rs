@@ -165,7 +165,9 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLine
             let max = chunks
                 .remainder()
                 .iter()
-                .fold(lanes.iter().fold(0f32, |m, &v| m.max(v)), |m, v| m.max(v.abs()));
+                .fold(lanes.iter().fold(0f32, |m, &v| m.max(v)), |m, v| {
+                    m.max(v.abs())
+                });
             *s = if max > 0.0 { max / 127.0 } else { 1.0 };
             let inv = 1.0 / *s;
             // v · inv lies in [-127, 127]; + 128.5 then truncation rounds half up into [1, 255]
