@@ -305,10 +305,14 @@ def stats(rows, name):
     right = int((L.argmax(dim=1) == labels).sum())
     lo, hi = mr.wilson95(right, len(have))
     d = (L - F).abs()
+    # The part of the drift that can change the argmax: logits centred per question.
+    dc = ((L - L.mean(dim=1, keepdim=True)) - (F - F.mean(dim=1, keepdim=True))).abs()
     return {"questions": len(have), "correct": right, "accuracy": right / len(have), "wilson95": [lo, hi],
             "argmax_agreement_f32": (L.argmax(dim=1) == F.argmax(dim=1)).double().mean().item(),
             "disagreements": int((L.argmax(dim=1) != F.argmax(dim=1)).sum()),
-            "mean_abs_drift": d.mean().item(), "max_abs_drift": d.max().item()}
+            "mean_abs_drift": d.mean().item(), "max_abs_drift": d.max().item(),
+            "mean_abs_drift_centred": dc.mean().item(), "max_abs_drift_centred": dc.max().item(),
+            "mean_logit_std": L.std(dim=1).mean().item()}
 
 
 def accuracy(args):
@@ -380,11 +384,13 @@ def accuracy(args):
             continue
         summary["variants"][name] = s
         line = (f"{name:11s} accuracy {s['correct']}/{s['questions']} = {100 * s['accuracy']:.2f}% "
-                f"(95% Wilson {100 * s['wilson95'][0]:.1f}-{100 * s['wilson95'][1]:.1f}%)")
+                f"(95% Wilson {100 * s['wilson95'][0]:.1f}-{100 * s['wilson95'][1]:.1f}%), "
+                f"mean per-question logit std {s['mean_logit_std']:.3f}")
         if name != "f32":
             line += (f"; argmax agreement with f32 {100 * s['argmax_agreement_f32']:.2f}% "
                      f"({s['disagreements']} differ); |logit - f32| mean {s['mean_abs_drift']:.4f} "
-                     f"max {s['max_abs_drift']:.4f}")
+                     f"max {s['max_abs_drift']:.4f} (centred per question: mean "
+                     f"{s['mean_abs_drift_centred']:.4f} max {s['max_abs_drift_centred']:.4f})")
         print(line)
     print(json.dumps(summary))
 
