@@ -240,38 +240,11 @@ pub fn gemm_f32_vs_int8(m: usize, k: usize, n: usize, repeats: usize) -> (f64, O
     };
     let (x, w) = (seq(m * k, 1), seq(n * k, 2));
     let flop = 2.0 * (m * k * n) as f64;
-    let par = match candle_core::utils::get_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    };
     let mut out = vec![0f32; m * n];
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) + 1 {
         let t = Instant::now();
-        // SAFETY: x (m × k), w read as wᵀ (k × n) and out (m × n) are all in bounds.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
+        crate::model::cpu_encoder::linear_accumulate_f32(&x, m, k, &w, n, &mut out);
         best = best.min(t.elapsed().as_secs_f64());
     }
     let f32_rate = flop / best / 1e9;

@@ -170,14 +170,6 @@ impl PairTemplate {
             .count()
     }
 
-    /// The first special token: the one whose last hidden state the head reads ([CLS], `<s>`).
-    pub fn first_special(&self) -> Option<u32> {
-        match self.pieces.first() {
-            Some((Piece::Special(id), _)) => Some(*id),
-            _ => None,
-        }
-    }
-
     /// `a` and `b` laid out: (ids, type ids).
     fn lay_out(&self, a: &[u32], b: &[u32]) -> (Vec<u32>, Vec<u32>) {
         let n = a.len() + b.len() + self.specials();

@@ -14,29 +14,16 @@
 
 use std::path::PathBuf;
 
+mod reference;
+
+use reference::{minilm_dir, minilm_head, read_json, root};
+
 use candle_core::{DType, Device};
 use race_eval::data::{self, LoadOptions};
 use race_eval::eval;
 use race_eval::features::{FormatConfig, TextEncoder};
 use race_eval::model::LoadedModel;
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct F32Reference {
-    settings: Vec<F32Setting>,
-}
-
-#[derive(Deserialize)]
-struct F32Setting {
-    max_seq_len: usize,
-    max_qa_len: usize,
-    questions: Vec<F32Question>,
-}
-
-#[derive(Deserialize)]
-struct F32Question {
-    logits: Vec<f32>,
-}
 
 #[derive(Deserialize)]
 struct Bf16Reference {
@@ -49,23 +36,13 @@ struct Stats {
     argmax_agreement: f64,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read<T: serde::de::DeserializeOwned>(path: PathBuf) -> T {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 fn argmax(v: &[f32]) -> usize {
     race_eval::metrics::argmax(v)
 }
 
 /// Our bf16 drift from the f32 reference: (mean |Δ logit|, argmax agreement).
 fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, f64) {
-    let reference: F32Reference =
-        read(root().join(format!("tests/fixtures/reference/{name}.json")));
+    let reference = reference::read(name);
     let ds = data::load(
         &root().join("datasets/sample/test.jsonl"),
         &LoadOptions::default(),
@@ -103,8 +80,7 @@ fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, 
 const FIXTURE_SLACK: f64 = 1.6;
 
 fn check(name: &str, dir: PathBuf, head: Option<PathBuf>, slack: f64) {
-    let torch: Bf16Reference =
-        read(root().join(format!("tests/fixtures/reference/bf16/{name}.json")));
+    let torch: Bf16Reference = read_json(&format!("bf16/{name}.json"));
     let (drift, agreement) = our_drift(&dir, name, head);
     eprintln!(
         "{name}: bf16 mean |Δ| ours {drift:.4} vs PyTorch {:.4}; argmax agreement ours {:.1}% vs PyTorch {:.1}%",
@@ -152,24 +128,6 @@ fixture_tests! {
 /// Real weights: all-MiniLM-L6-v2 with the seeded classifier (skipped when not fetched).
 #[test]
 fn minilm_sample() {
-    let cache = std::env::var_os("RACE_EVAL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/race-eval")))
-        .unwrap_or_default();
-    let dir = std::env::var_os("RACE_EVAL_MINILM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("models/all-MiniLM-L6-v2"));
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!(
-            "SKIPPED: no MiniLM weights at {} (run `bash scripts/fetch_minilm.sh`)",
-            dir.display()
-        );
-        return;
-    }
-    check(
-        "minilm-sample",
-        dir,
-        Some(root().join("tests/fixtures/minilm/head.safetensors")),
-        1.0,
-    );
+    let Some(dir) = minilm_dir() else { return };
+    check("minilm-sample", dir, Some(minilm_head()), 1.0);
 }

@@ -10,72 +10,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod reference;
+
+use reference::{minilm_dir as minilm, minilm_head, read as reference, root, Reference, Setting};
+
 use race_eval::data::LevelFilter;
 use race_eval::eval::pipeline::{evaluate, EvalRequest};
 use race_eval::features::{FormatConfig, TextEncoder};
-use serde::Deserialize;
 
 const TOLERANCE: f32 = 1e-4;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The MiniLM folder, or `None` (with the reason printed) when it has not been fetched.
-fn minilm() -> Option<PathBuf> {
-    let dir = match std::env::var_os("RACE_EVAL_MINILM") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let cache = std::env::var_os("RACE_EVAL_CACHE")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/race-eval"))
-                })?;
-            cache.join("models/all-MiniLM-L6-v2")
-        }
-    };
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no MiniLM weights at {} (run `bash scripts/fetch_minilm.sh`)",
-            dir.display()
-        );
-        None
-    }
-}
-
-#[derive(Deserialize)]
-struct Reference {
-    weights_sha256: String,
-    data_sha256: Option<String>,
-    settings: Vec<Setting>,
-}
-
-#[derive(Deserialize)]
-struct Setting {
-    max_seq_len: usize,
-    max_qa_len: usize,
-    questions: Vec<RefQuestion>,
-}
-
-#[derive(Deserialize)]
-struct RefQuestion {
-    id: String,
-    question_index: usize,
-    label: usize,
-    input_ids: Option<Vec<Vec<u32>>>,
-    token_type_ids: Option<Vec<Vec<u32>>>,
-    lengths: Option<Vec<usize>>,
-    ids_sha256: Option<Vec<String>>,
-    types_sha256: Option<Vec<String>>,
-    logits: Vec<f32>,
-}
-
-fn reference(name: &str) -> Reference {
-    let path = root().join("tests/fixtures/reference").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// As the reference script hashes token ids: decimal numbers joined by ",".
 fn ids_hash(ids: &[u32]) -> String {
@@ -87,7 +30,7 @@ fn request(model: PathBuf, data: PathBuf, setting: &Setting) -> EvalRequest {
     EvalRequest {
         model,
         revision: None,
-        head: Some(root().join("tests/fixtures/minilm/head.safetensors")),
+        head: Some(minilm_head()),
         data,
         split: "test".into(),
         level: LevelFilter::All,
@@ -109,7 +52,8 @@ fn request(model: PathBuf, data: PathBuf, setting: &Setting) -> EvalRequest {
 fn check(model: PathBuf, data: PathBuf, reference: &Reference) {
     let weights = race_eval::hash::sha256_files(&[model.join("model.safetensors")]).unwrap();
     assert_eq!(
-        weights, reference.weights_sha256,
+        Some(weights),
+        reference.weights_sha256,
         "not the reference's MiniLM weights"
     );
     let encoder = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
@@ -169,7 +113,7 @@ fn minilm_matches_transformers_on_the_sample() {
     check(
         model,
         root().join("datasets/sample/test.jsonl"),
-        &reference("minilm-sample.json"),
+        &reference("minilm-sample"),
     );
 }
 
@@ -183,7 +127,7 @@ fn minilm_matches_transformers_on_race_m() {
         eprintln!("SKIPPED: no RACE-M at {}", source.display());
         return;
     }
-    let reference = reference("minilm-race-m.json");
+    let reference = reference("minilm-race-m");
     assert_eq!(
         race_eval::hash::sha256_files(std::slice::from_ref(&source)).unwrap(),
         reference.data_sha256.clone().unwrap(),

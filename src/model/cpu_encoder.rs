@@ -356,6 +356,14 @@ impl View {
     }
 }
 
+/// `out += a · wᵀ` for dense row-major `a` (m, k), `nn.Linear` weight `w` (n, k) and `out`
+/// (m, n) in f32: the GEMM every linear of this encoder runs (for `bench --gemm`).
+pub fn linear_accumulate_f32(a: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    let weight = Weight { f32: w, int8: None };
+    let (av, ov) = (View::dense(m, k), View::dense(m, n));
+    linear_into(a, av, weight, out, ov, true, threads());
+}
+
 /// `out (+)= a · wᵀ` for an `nn.Linear` weight `w` (n, k): `out` is overwritten, or accumulated
 /// into when `accumulate` (it then holds the bias and residual already). An int8 weight
 /// quantises the rows of `a` and accumulates in int8 (always accumulating).

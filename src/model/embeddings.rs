@@ -49,17 +49,14 @@ impl Embeddings {
         })
     }
 
-    /// Position ids (batch, len): `0..len`, or RoBERTa's
-    /// `create_position_ids_from_input_ids`: `pad + cumsum(id != pad)` on real tokens, `pad` on
-    /// padding.
+    /// Position ids: `0..len` as (1, len), broadcast over the batch; or RoBERTa's
+    /// `create_position_ids_from_input_ids` as (batch, len): `pad + cumsum(id != pad)` on real
+    /// tokens, `pad` on padding (computed on the host from the ids).
     fn positions(&self, input_ids: &Tensor) -> Result<Tensor> {
         let (b, len) = input_ids.dims2()?;
         let dev = input_ids.device();
         match self.position_pad {
-            None => Tensor::arange(0u32, len as u32, dev)?
-                .unsqueeze(0)?
-                .broadcast_as((b, len))?
-                .contiguous(),
+            None => Tensor::arange(0u32, len as u32, dev)?.unsqueeze(0),
             Some(pad) => {
                 let ids = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
                 let pos: Vec<u32> = ids
@@ -90,7 +87,7 @@ impl Embeddings {
     ) -> Result<Tensor> {
         let words = self.word.forward(input_ids)?;
         let pos = self.position.forward(&self.positions(input_ids)?)?;
-        let mut sum = (words + pos)?;
+        let mut sum = words.broadcast_add(&pos)?;
         if let Some(types) = &self.token_type {
             sum = (sum + types.forward(token_type_ids)?)?;
         }

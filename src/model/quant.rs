@@ -39,19 +39,7 @@ impl Kernel {
     /// The fastest kernel this CPU runs, or `None` when only the scalar reference would (int8
     /// would then be slower than f32).
     pub fn detect() -> Option<Self> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512vnni")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512f")
-            {
-                return Some(Self::Vnni);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Some(Self::Avx2);
-            }
-        }
-        None
+        [Self::Vnni, Self::Avx2].into_iter().find(|k| k.available())
     }
 
     /// Whether this CPU can run the kernel.
