@@ -24,6 +24,7 @@ fn options(model: &Path, data: &Path, output: &Path, config: TrainConfig) -> Tra
         eval_batch_size: 32,
         stop_after: None,
         quiet: true,
+        teachers: None,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod info;
 // run records (issue #4)
 pub mod compare;
+pub mod distill;
 pub mod ensemble;
 pub mod leaderboard;
 pub mod merge;
@@ -62,6 +63,8 @@ pub enum Command {
     Download(DownloadArgs),
     /// Fine-tune on RACE: the full ALBERT recipe, or --head-only on cached features
     Train(Box<train::TrainArgs>),
+    /// Distil teachers (models or run records) into a smaller student on their soft targets
+    Distill(Box<distill::DistillArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Download(args) => download::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Distill(args) => distill::run(&args),
     }
 }
 

@@ -15,6 +15,13 @@ pub struct TrainArgs {
     /// Base model folder (config.json, tokenizer.json, weights)
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The options `train` shares with `distill`: data, output, recipe, runtime.
+#[derive(Args, Debug)]
+pub struct RunArgs {
     /// RACE data (a tree, a folder with SPLIT.jsonl, or one JSON-lines file per split)
     #[arg(long, value_name = "PATH")]
     pub data: PathBuf,
@@ -109,7 +116,7 @@ pub struct TrainArgs {
 }
 
 /// The run's settings from the arguments; `train_questions` sizes `--epochs`.
-pub fn config(args: &TrainArgs, train_questions: Option<usize>) -> Result<TrainConfig> {
+pub fn config(args: &RunArgs, train_questions: Option<usize>) -> Result<TrainConfig> {
     let mode = match (args.head_only, args.train_pooler) {
         (false, _) => Mode::Full,
         (true, false) => Mode::HeadOnly,
@@ -154,10 +161,12 @@ pub fn config(args: &TrainArgs, train_questions: Option<usize>) -> Result<TrainC
         hidden_dropout: args.hidden_dropout,
         attention_dropout: args.attention_dropout,
         classifier_dropout: args.classifier_dropout,
+        distill: None,
     })
 }
 
-pub fn run(args: &TrainArgs) -> Result<()> {
+/// The training options for `model` from the shared arguments.
+pub fn options(model: &std::path::Path, args: &RunArgs) -> Result<TrainOptions> {
     if args.runtime.dtype != super::Precision::F32 {
         bail!("train runs in f32 only (AdamW state and parity with torch); drop --dtype");
     }
@@ -171,8 +180,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     } else {
         None
     };
-    let opts = TrainOptions {
-        model: args.model.clone(),
+    Ok(TrainOptions {
+        model: model.to_path_buf(),
         data: args.data.clone(),
         split: args.split.clone(),
         dev_split: args.dev_split.clone(),
@@ -185,8 +194,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         eval_batch_size: args.eval_batch_size.max(1),
         stop_after: args.stop_after,
         quiet: args.quiet,
-    };
-    let report = train::train(&opts)?;
+        teachers: None,
+    })
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let report = train::train(&options(&args.model, &args.run)?)?;
+    print_report(&report);
+    Ok(())
+}
+
+/// What a finished run prints: steps, cache use, last loss, dev history and the best step.
+pub fn print_report(report: &train::TrainReport) {
     println!(
         "race-eval train: {} steps done, output {}",
         report.steps_done,
@@ -223,5 +242,4 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             report.output.display()
         );
     }
-    Ok(())
 }

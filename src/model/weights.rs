@@ -135,6 +135,48 @@ impl Checkpoint {
         self.tensors.insert(name.to_string(), (tensor, 0));
     }
 
+    /// Keeps encoder layers `map[j]` as layers `j` and drops the others, for a student with
+    /// fewer layers initialised from its teacher's (BERT-family `….layer.{i}.…` names). Returns
+    /// how many tensors were renamed; an error if the checkpoint has no such layers.
+    pub fn keep_layers(&mut self, map: &[usize]) -> Result<usize> {
+        let layer_of = |name: &str| -> Option<(usize, String, String)> {
+            let parts: Vec<&str> = name.split('.').collect();
+            let k = parts.iter().position(|p| *p == "layer")?;
+            let i: usize = parts.get(k + 1)?.parse().ok()?;
+            Some((i, parts[..k].join("."), parts[k + 2..].join(".")))
+        };
+        let old = std::mem::take(&mut self.tensors);
+        let mut renamed = 0;
+        let mut present = BTreeSet::new();
+        for (name, entry) in old {
+            match layer_of(&name) {
+                Some((i, head, tail)) => {
+                    present.insert(i);
+                    for (j, _) in map.iter().enumerate().filter(|(_, &src)| src == i) {
+                        self.tensors
+                            .insert(format!("{head}.layer.{j}.{tail}"), entry.clone());
+                        renamed += 1;
+                    }
+                }
+                None => {
+                    self.tensors.insert(name, entry);
+                }
+            }
+        }
+        if let Some(missing) = map.iter().find(|i| !present.contains(i)) {
+            bail!(
+                "{}: no encoder layer {missing} to initialise the student from (layers found: {})",
+                self.describe(),
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("0-{}", present.iter().max().unwrap())
+                }
+            );
+        }
+        Ok(renamed)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.tensors.keys()
     }

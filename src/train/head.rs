@@ -42,6 +42,9 @@ pub struct HeadMeta {
     /// The step whose weights are saved (best dev accuracy).
     pub best: Option<DevPoint>,
     pub dev_history: Vec<DevPoint>,
+    /// Set by `race-eval distill`: the teachers, the soft targets and how the student was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<super::distill::DistillMeta>,
 }
 
 pub fn read_meta(dir: &Path) -> Result<HeadMeta> {

@@ -6,10 +6,12 @@
 //! hidden states). Pieces: [`optimizer`] (AdamW as torch, gradient clipping), [`schedule`]
 //! (linear warmup and decay), [`cache`] (head-only features), [`objective`] (what a step
 //! computes), [`checkpoint`] (resumable state), [`head`] (the output folder and loading a head
-//! for eval), [`trainer`] (the loop), [`files`] (atomic writes and hashes).
+//! for eval), [`trainer`] (the loop), [`files`] (atomic writes and hashes), [`distill`] (soft
+//! targets from teachers and smaller students, `race-eval distill`).
 
 pub mod cache;
 pub mod checkpoint;
+pub mod distill;
 pub mod files;
 pub mod head;
 pub mod objective;
@@ -64,6 +66,9 @@ pub struct TrainConfig {
     pub hidden_dropout: Option<f64>,
     pub attention_dropout: Option<f64>,
     pub classifier_dropout: Option<f64>,
+    /// Knowledge distillation (`race-eval distill`): loss weights, temperature, student size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<distill::DistillConfig>,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +90,7 @@ impl Default for TrainConfig {
             hidden_dropout: None,
             attention_dropout: None,
             classifier_dropout: None,
+            distill: None,
         }
     }
 }
@@ -119,6 +125,12 @@ impl TrainConfig {
                 if !(0.0..1.0).contains(&p) {
                     bail!("{flag} must be in [0, 1), got {p}");
                 }
+            }
+        }
+        if let Some(d) = &self.distill {
+            d.validate()?;
+            if d.student_layers.is_some() && self.mode != Mode::Full {
+                bail!("--student-layers needs full training (drop --head-only): a smaller student's layers must train");
             }
         }
         Ok(())

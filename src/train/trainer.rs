@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::{self, FeatureKind};
 use super::checkpoint::{self, CheckpointState};
+use super::distill::{self, DistillMeta, StudentInit};
 use super::files;
 use super::head::{self, HeadMeta};
-use super::objective::{labels_of, FullModel, Head, Objective, Split};
+use super::objective::{labels_of, FullModel, Head, Objective, SoftTargets, Split};
 use super::optimizer::{clip_grad_norm, AdamW};
 use super::{Mode, TrainConfig};
 use crate::data::{self, LevelFilter, LoadOptions};
@@ -54,6 +55,8 @@ pub struct TrainOptions {
     /// `total_steps`); the checkpoint is saved when stopping, so `--resume` continues.
     pub stop_after: Option<usize>,
     pub quiet: bool,
+    /// Soft targets for `config.distill` (made by [`super::distill::teachers`]).
+    pub teachers: Option<super::distill::Teachers>,
 }
 
 #[derive(Debug, Clone)]
@@ -207,7 +210,22 @@ pub fn build_model(
     device: &Device,
     varmap: Option<&VarMap>,
 ) -> Result<MultipleChoiceModel> {
-    let ckpt = weights::Checkpoint::load(files, config.family)?;
+    build_student(files, config, device, varmap, None)
+}
+
+/// [`build_model`] for a student whose encoder layer `j` starts from the checkpoint's layer
+/// `layer_map[j]` (None: the checkpoint's own layers).
+pub fn build_student(
+    files: &[PathBuf],
+    config: &ModelConfig,
+    device: &Device,
+    varmap: Option<&VarMap>,
+    layer_map: Option<&[usize]>,
+) -> Result<MultipleChoiceModel> {
+    let mut ckpt = weights::Checkpoint::load(files, config.family)?;
+    if let Some(map) = layer_map {
+        ckpt.keep_layers(map)?;
+    }
     // No warning for missing head tensors: training initialises and trains them.
     let (model, _report) =
         weights::build_from_checkpoint(ckpt, DType::F32, device, varmap, |vb| {
@@ -328,8 +346,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     head::refuse_head_as_model(model_dir)?;
     let base_config = ModelConfig::from_file(&model_dir.join("config.json"))?;
+    // A smaller student (`distill --student-layers`): fewer layers than the model folder's.
+    let (base_config, student): (ModelConfig, Option<StudentInit>) =
+        match cfg.distill.as_ref().and_then(|d| d.student_layers) {
+            Some(n) => {
+                let (c, s) = distill::student_init(&base_config, n)?;
+                (c, Some(s))
+            }
+            None => (base_config, None),
+        };
     let config = effective_config(&base_config, cfg);
     config.validate()?;
+    if cfg.distill.is_some() != opts.teachers.is_some() {
+        bail!("distillation needs both its settings (config.distill) and its soft targets (teachers); use `race-eval distill`");
+    }
     cfg.format.validate(config.max_sequence_len())?;
     if opts.split == opts.dev_split {
         bail!(
@@ -357,12 +387,39 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let weights_hash = crate::hash::sha256_files(&weight_files)?;
     let train_hash = data_hash(&train_ds, &opts.split, opts.level)?;
     let dev_hash = data_hash(&dev_ds, &opts.dev_split, opts.level)?;
-    let fingerprint = crate::hash::sha256_parts(&[
-        &serde_json::to_string(cfg)?,
-        &weights_hash,
-        &train_hash,
-        &dev_hash,
-    ]);
+    let mut parts = vec![
+        serde_json::to_string(cfg)?,
+        weights_hash.clone(),
+        train_hash.clone(),
+        dev_hash.clone(),
+    ];
+    // The teachers' answers are data too: other targets, another run.
+    let soft = match (&cfg.distill, &opts.teachers) {
+        (Some(d), Some(t)) => {
+            parts.push(t.hash.clone());
+            let probs = train_ds
+                .questions
+                .iter()
+                .map(|q| {
+                    t.probs.get(&q.id).cloned().with_context(|| {
+                        format!(
+                            "the soft targets have no entry for training question `{}` of --data {}",
+                            q.id,
+                            opts.data.display()
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(SoftTargets {
+                alpha: d.alpha,
+                temperature: d.temperature,
+                probs,
+            })
+        }
+        _ => None,
+    };
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let fingerprint = crate::hash::sha256_parts(&parts);
 
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("cannot create --output {}", opts.output.display()))?;
@@ -381,7 +438,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let objective: Box<dyn Objective> = match cfg.mode {
         Mode::Full => {
             let varmap = VarMap::new();
-            let model = build_model(&weight_files, &config, device, Some(&varmap))?;
+            let map = student.as_ref().and_then(|s| s.layer_map.as_deref());
+            let model = build_student(&weight_files, &config, device, Some(&varmap), map)?;
             Box::new(FullModel {
                 model,
                 varmap,
@@ -396,6 +454,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 pad_id: pad,
                 device: device.clone(),
                 eval_batch_size: opts.eval_batch_size,
+                soft,
             })
         }
         mode => {
@@ -473,6 +532,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 train_y,
                 dev_x: dev_x.to_device(device)?,
                 dev_y,
+                soft,
             })
         }
     };
@@ -516,10 +576,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         opts.output.join("tokenizer.json"),
     )
     .context("cannot copy tokenizer.json into --output")?;
-    files::write_text(
-        &opts.output.join("config.json"),
-        &std::fs::read_to_string(model_dir.join("config.json"))?,
-    )?;
+    let config_text = std::fs::read_to_string(model_dir.join("config.json"))?;
+    let config_text = match &student {
+        Some(s) => distill::student_config_json(&config_text, s.layers)?,
+        None => config_text,
+    };
+    files::write_text(&opts.output.join("config.json"), &config_text)?;
+    let distill_meta = opts.teachers.as_ref().map(|t| DistillMeta {
+        teachers: t.sources.clone(),
+        soft_targets_file: distill::SOFT_TARGETS_FILE.to_string(),
+        soft_targets_hash: t.hash.clone(),
+        student: student.clone(),
+    });
     let meta = |state: &CheckpointState| HeadMeta {
         race_eval_version: env!("CARGO_PKG_VERSION").to_string(),
         mode: cfg.mode,
@@ -538,6 +606,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         steps_done: state.step,
         best: state.best,
         dev_history: state.dev_history.clone(),
+        distill: distill_meta.clone(),
     };
 
     let schedule = cfg.schedule();
