@@ -353,6 +353,16 @@ fn compare_reports_paired_counts_and_refuses_other_questions() {
     assert_eq!(c["only_a"], only_a);
     assert_eq!(c["only_b"], only_b);
     assert_eq!(c["questions"], pa.len());
+    let same = pa
+        .iter()
+        .zip(&pb)
+        .filter(|(a, b)| a["pred"] == b["pred"])
+        .count();
+    assert_eq!(c["same_answer"], same);
+    assert!(
+        same < pa.len(),
+        "the fixture's two models disagree somewhere"
+    );
     let p = c["mcnemar_p"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0);
 
@@ -361,6 +371,13 @@ fn compare_reports_paired_counts_and_refuses_other_questions() {
     let text = ok(&["compare", id, id, "--results-dir", s(&f.results)]);
     assert!(text.contains("difference A - B: +0.00 points"), "{text}");
     assert!(text.contains("p = 1.0000"), "{text}");
+    let n = pa.len();
+    assert!(
+        text.contains(&format!(
+            "same answer (argmax agreement): {n} of {n} (100.00%)"
+        )),
+        "{text}"
+    );
 
     let err = refused(&["compare", s(&f.full), s(&f.dev)]);
     assert!(err.contains("did not read the same data"), "{err}");

@@ -22,20 +22,32 @@ pub struct Comparison {
     pub both_wrong: usize,
     /// Exact two-sided McNemar p-value (binomial on only_a vs only_b).
     pub mcnemar_p: f64,
+    /// Questions on which both runs chose the same option (right or wrong), e.g. a distilled
+    /// student against its teacher; None where only outcomes were compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_answer: Option<usize>,
 }
 
 /// Compares the per-question outcomes of two runs; refuses runs that did not see the same
 /// questions.
 pub fn compare(a: &Run, b: &Run) -> Result<Comparison> {
     check_same_questions(a, b)?;
-    Ok(compare_outcomes(
+    let same = a
+        .predictions
+        .iter()
+        .zip(&b.predictions)
+        .filter(|(pa, pb)| pa.pred == pb.pred)
+        .count();
+    let mut c = compare_outcomes(
         a.id(),
         b.id(),
         a.predictions
             .iter()
             .zip(&b.predictions)
             .map(|(pa, pb)| (pa.pred == pa.label, pb.pred == pb.label)),
-    ))
+    );
+    c.same_answer = Some(same);
+    Ok(c)
 }
 
 /// The comparison of paired outcomes (A right?, B right?).
@@ -67,6 +79,7 @@ pub fn compare_outcomes(
         only_b,
         both_wrong,
         mcnemar_p: mcnemar_exact(only_a, only_b),
+        same_answer: None,
     }
 }
 
@@ -103,7 +116,16 @@ impl Comparison {
             self.both_wrong,
             self.only_a + self.only_b,
             format_p(self.mcnemar_p)
-        )
+        ) + &self
+            .same_answer
+            .map(|k| {
+                format!(
+                    "same answer (argmax agreement): {k} of {} ({:.2}%)\n",
+                    self.questions,
+                    100.0 * k as f64 / self.questions.max(1) as f64
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
