@@ -51,6 +51,12 @@ pub struct BenchArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// With --data: maximum tokens per sequence, as `eval --max-seq-len`
+    #[arg(long, default_value_t = 512)]
+    pub max_seq_len: usize,
+    /// With --data: maximum question+option tokens, as `eval --max-qa-len`
+    #[arg(long, default_value_t = 128)]
+    pub max_qa_len: usize,
     /// CPU threads (default: all cores)
     #[arg(long)]
     pub threads: Option<usize>,
@@ -226,7 +232,11 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         ds.questions.truncate(n);
     }
     let encoder = TextEncoder::from_file(&tokenizer)?;
-    let fmt = FormatConfig::default();
+    let fmt = FormatConfig {
+        max_seq_len: args.max_seq_len,
+        max_qa_len: args.max_qa_len,
+    };
+    fmt.validate(config.max_sequence_len())?;
     // As `eval` runs: tokenising in the read-ahead thread, overlapping the model.
     let (_, tokens) = eval::logits_streaming(
         &model,
@@ -249,7 +259,9 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         "dtype": args.runtime.dtype.name(),
         "questions": n, "batch": args.batch,
         "real_tokens": real_tokens, "padded_tokens": padded_tokens,
-        "tokens_if_padded_to_512": padded_to_512,
+        // (named for the default; padded to max_seq_len)
+        "tokens_if_padded_to_512": padded_to_512, "max_seq_len": fmt.max_seq_len,
+        "max_qa_len": fmt.max_qa_len,
         "wall_s": wall,
         "questions_per_s": n as f64 / wall, "tokens_per_s": real_tokens as f64 / wall,
         "device": bench::device_name(device), "peak_rss_mb": bench::peak_rss_mb(),
@@ -258,7 +270,8 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{n} questions, {real_tokens} real tokens ({padded_tokens} with dynamic padding, {padded_to_512} if padded to 512)"
+            "{n} questions, {real_tokens} real tokens ({padded_tokens} with dynamic padding, {padded_to_512} if padded to {})",
+            fmt.max_seq_len
         );
         println!(
             "wall {wall:.2} s end to end ({:.2} questions/s, {:.0} tokens/s); peak RSS {:.0} MiB",
