@@ -1,14 +1,21 @@
 //! race-eval: evaluate ALBERT and BERT-family encoders on RACE-style multiple-choice reading
 //! comprehension.
 //!
-//! Where things live: [`model`] (the encoders in candle; [`model::family`] says what differs
-//! between families), [`data`] (RACE loaders and validation), [`features`] (tokenisation and
-//! formatting as ALBERT's RACE recipe), [`eval`] (batching, inference, predictions, and a whole
-//! evaluation in [`eval::pipeline`]), [`metrics`] (accuracy), [`stats`] (intervals, paired
-//! tests), [`results`] (run records, leaderboards, ensembles, shards), [`hub`] (models and
-//! datasets from the Hugging Face Hub), [`train`] (fine-tuning: full and head-only), [`bench`]
-//! (speed), [`hash`] (the one content hash), [`device`], [`progress`], and [`cli`] (argument
-//! parsing and printing only).
+//! The layers, lowest first (imports run one way; `tests/layers.rs` checks it):
+//!
+//! 1. [`hash`], [`device`], [`progress`]: small shared utilities; [`hub`]: the Hugging Face
+//!    Hub's cache and transfers, knowing nothing of models or RACE.
+//! 2. [`model`] (the encoders in candle) and [`data`] (RACE loaders and validation), with
+//!    [`metrics`] (accuracy) and [`stats`] (intervals, paired tests).
+//! 3. [`features`]: tokenisation (tokenizer files, the SentencePiece conversion) and formatting
+//!    as ALBERT's RACE recipe.
+//! 4. [`heads`]: head folders written by `train` and their provenance.
+//! 5. [`open`]: the one door every command opens models and data through.
+//! 6. [`results`]: predictions, run records, leaderboards, comparisons, ensembles, shards,
+//!    plots: it knows predictions, never models.
+//! 7. [`eval`] (batching, inference, a whole evaluation in [`eval::pipeline`]), [`train`]
+//!    (fine-tuning and distillation) and [`bench`] (speed) compose the layers below.
+//! 8. [`cli`]: argument parsing and printing only.
 
 pub mod bench;
 pub mod cli;
@@ -17,9 +24,11 @@ pub mod device;
 pub mod eval;
 pub mod features;
 pub mod hash;
+pub mod heads;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod open;
 pub mod progress;
 pub mod results;
 pub mod stats;

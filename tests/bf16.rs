@@ -50,7 +50,7 @@ fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, 
     .unwrap();
     let encoder = TextEncoder::from_file(&dir.join("tokenizer.json")).unwrap();
     let overrides = match head {
-        Some(h) => race_eval::train::files::load_tensors(&h).unwrap(),
+        Some(h) => race_eval::heads::files::load_tensors(&h).unwrap(),
         None => Default::default(),
     };
     let loaded =

@@ -6,11 +6,12 @@ mod synthetic;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use race_eval::heads::files;
 use race_eval::model::{weights::find_weight_files, ModelConfig};
 use race_eval::train::distill::student_init;
 use race_eval::train::objective::{sorted_vars, SoftTargets};
 use race_eval::train::trainer::{build_student, optimizer_step};
-use race_eval::train::{files, AdamW, AdamWConfig};
+use race_eval::train::{AdamW, AdamWConfig};
 use serde_json::Value;
 
 fn tensor3(v: &Value, dev: &Device) -> Tensor {

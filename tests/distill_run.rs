@@ -7,7 +7,6 @@ mod synthetic;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use candle_core::Device;
 use race_eval::data::LevelFilter;
 use race_eval::features::FormatConfig;
 use race_eval::train::distill::{self, softmax_t, DistillConfig, DistillOptions};
@@ -99,7 +98,8 @@ fn a_student_follows_its_teacher_against_the_labels() -> anyhow::Result<()> {
 
     let out = tmp.path().join("heads/student");
     let train = TrainOptions {
-        model: model.clone(),
+        model: model.display().to_string(),
+        revision: None,
         data: data.clone(),
         split: "train".into(),
         dev_split: "dev".into(),
@@ -128,7 +128,8 @@ fn a_student_follows_its_teacher_against_the_labels() -> anyhow::Result<()> {
         },
         resume: false,
         cache_dir: None,
-        device: Device::Cpu,
+        device: "cpu".into(),
+        epochs: None,
         eval_batch_size: 32,
         stop_after: None,
         quiet: true,

@@ -9,9 +9,22 @@ use std::process::Command;
 
 use common::*;
 use race_eval::data::{self, LevelFilter, LoadOptions};
-use race_eval::hub::{self, HubConfig, TokenizerFile};
+use race_eval::features::TokenizerFile;
+use race_eval::hub::HubConfig;
+use race_eval::open;
 
 const TOKEN: &str = "hf_fixture_secret_token_123";
+
+/// An error as `race-eval` prints it: every context, outermost first.
+trait ChainText {
+    fn chain_text(&self) -> String;
+}
+
+impl ChainText for anyhow::Error {
+    fn chain_text(&self) -> String {
+        format!("{self:#}")
+    }
+}
 
 fn main_commit() -> String {
     commit_hash("tiny-main")
@@ -94,7 +107,7 @@ fn fixture_hub() -> HubServer {
 
 /// `--data SPEC --split SPLIT` (all levels) through the hub resolver.
 fn data_spec(spec: &str, split: &str, cfg: &HubConfig) -> anyhow::Result<PathBuf> {
-    hub::resolve_data(Path::new(spec), split, LevelFilter::All, cfg)
+    open::open_data(Path::new(spec), split, LevelFilter::All, cfg).map(|d| d.path)
 }
 
 fn config(server: &HubServer, home: &Path) -> HubConfig {
@@ -105,10 +118,6 @@ fn config(server: &HubServer, home: &Path) -> HubConfig {
         offline: false,
         progress: false,
     }
-}
-
-fn model(spec: &str) -> PathBuf {
-    PathBuf::from(spec)
 }
 
 fn snapshot(home: &Path, kind: &str, id: &str, commit: &str) -> PathBuf {
@@ -124,7 +133,7 @@ fn first_download_fills_the_cache_and_a_second_run_needs_no_server() {
     let home = tempfile::tempdir().unwrap();
     let cfg = config(&server, home.path());
 
-    let m = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
     let snap = snapshot(
         home.path(),
         "models",
@@ -160,15 +169,15 @@ fn first_download_fills_the_cache_and_a_second_run_needs_no_server() {
     assert!(requests > 0);
 
     server.stop();
-    let again = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
+    let again = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
     assert_eq!(again.dir, snap);
     let again = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     assert_eq!(again, data_dir);
     assert_eq!(server.log().len(), requests, "the cache answered alone");
     // A model not in the cache now needs the (stopped) server: a clear network error.
-    let e = hub::resolve_model(&model("race-eval/sharded"), None, &cfg)
+    let e = open::open_model("race-eval/sharded", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("cannot reach") && e.contains("HF_HUB_OFFLINE"),
         "{e}"
@@ -182,9 +191,9 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
     let home = tempfile::tempdir().unwrap();
     let mut cfg = config(&server, home.path());
     cfg.offline = true;
-    let e = hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg)
+    let e = open::open_model("race-eval/tiny-albert@v0", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     for part in [
         "HF_HUB_OFFLINE",
         "race-eval/tiny-albert",
@@ -195,7 +204,7 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
     }
     let e = data_spec("hub:race-eval/race-sample", "test", &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("race-eval/race-sample") && e.contains("split `test`"),
         "{e}"
@@ -205,14 +214,14 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
         "offline mode sent {:?}",
         server.log()
     );
-    assert!(hub::download("race-eval/tiny-albert", None, &cfg).is_err());
+    assert!(open::download("race-eval/tiny-albert", None, &cfg).is_err());
 
     cfg.offline = false;
-    hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg).unwrap();
+    open::open_model("race-eval/tiny-albert@v0", None, &cfg).unwrap();
     let test_dir = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     let before = server.log().len();
     cfg.offline = true;
-    let m = hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert@v0", None, &cfg).unwrap();
     assert!(m.dir.ends_with(v0_commit()));
     let again = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
     assert_eq!(again, test_dir);
@@ -230,7 +239,7 @@ fn revision_pins_by_tag_flag_and_commit() {
     let want =
         std::fs::read(manifest().join("datasets/models/no-prefix/model.safetensors")).unwrap();
 
-    let m = hub::resolve_model(&model("race-eval/tiny-albert@v0"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert@v0", None, &cfg).unwrap();
     assert!(m.dir.ends_with(v0_commit()));
     assert_eq!(
         std::fs::read(m.dir.join("model.safetensors")).unwrap(),
@@ -243,11 +252,11 @@ fn revision_pins_by_tag_flag_and_commit() {
     );
     assert!(!refs.join("main").exists(), "main was never asked for");
 
-    let m = hub::resolve_model(&model("race-eval/tiny-albert"), Some("v0"), &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert", Some("v0"), &cfg).unwrap();
     assert!(m.dir.ends_with(v0_commit()));
-    let m = hub::resolve_model(&model("race-eval/tiny-albert"), Some(&v0_commit()), &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert", Some(&v0_commit()), &cfg).unwrap();
     assert!(m.dir.ends_with(v0_commit()));
-    let m = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
     assert!(m.dir.ends_with(main_commit()));
     assert_ne!(
         std::fs::read(m.dir.join("model.safetensors")).unwrap(),
@@ -260,24 +269,24 @@ fn not_found_errors_name_the_repo_revision_or_split() {
     let server = fixture_hub();
     let home = tempfile::tempdir().unwrap();
     let cfg = config(&server, home.path());
-    let e = hub::resolve_model(&model("race-eval/nope"), None, &cfg)
+    let e = open::open_model("race-eval/nope", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("race-eval/nope") && e.contains("404") && e.contains("not found"),
         "{e}"
     );
-    let e = hub::resolve_model(&model("race-eval/tiny-albert@v9"), None, &cfg)
+    let e = open::open_model("race-eval/tiny-albert@v9", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(e.contains("revision `v9`"), "{e}");
     let e = data_spec("hub:race-eval/race-sample/high", "train", &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(e.contains("no split `train`") && e.contains("test"), "{e}");
     let e = data_spec("hub:race-eval/race-sample/grade9", "test", &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("no config `grade9`") && e.contains("all, high, middle"),
         "{e}"
@@ -289,20 +298,20 @@ fn private_repos_need_hf_token_which_is_never_shown() {
     let server = fixture_hub();
     let home = tempfile::tempdir().unwrap();
     let mut cfg = config(&server, home.path());
-    let e = hub::resolve_model(&model("race-eval/private"), None, &cfg)
+    let e = open::open_model("race-eval/private", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(e.contains("401") && e.contains("HF_TOKEN"), "{e}");
     cfg.token = Some("hf_wrong_token_456".into());
-    let e = hub::resolve_model(&model("race-eval/private"), None, &cfg)
+    let e = open::open_model("race-eval/private", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("401") && !e.contains("hf_wrong_token_456"),
         "{e}"
     );
     cfg.token = Some(TOKEN.into());
-    let m = hub::resolve_model(&model("race-eval/private"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/private", None, &cfg).unwrap();
     assert!(m.dir.join("model.safetensors").is_file());
     assert!(!format!("{cfg:?}").contains(TOKEN));
 }
@@ -319,9 +328,9 @@ fn an_interrupted_transfer_is_never_used_and_is_resumed() {
     let cdn = format!("/cdn/{}", weights.sha256());
     server.faults().truncate.insert(cdn.clone(), 1);
 
-    let e = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg)
+    let e = open::open_model("race-eval/tiny-albert", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(
         e.contains("model.safetensors") && e.contains("interrupted"),
         "{e}"
@@ -337,7 +346,7 @@ fn an_interrupted_transfer_is_never_used_and_is_resumed() {
         "no incomplete file in the snapshot"
     );
 
-    let m = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
     assert_eq!(
         std::fs::read(m.dir.join("model.safetensors")).unwrap(),
         *weights.content
@@ -373,9 +382,9 @@ fn a_corrupt_transfer_is_detected_and_deleted() {
         .faults()
         .corrupt
         .push("/race-eval/tiny-albert/resolve/".to_string() + &main_commit() + "/config.json");
-    let e = hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg)
+    let e = open::open_model("race-eval/tiny-albert", None, &cfg)
         .unwrap_err()
-        .to_string();
+        .chain_text();
     assert!(e.contains("config.json") && e.contains("corrupt"), "{e}");
     let snap = snapshot(
         home.path(),
@@ -385,7 +394,7 @@ fn a_corrupt_transfer_is_detected_and_deleted() {
     );
     assert!(!snap.join("config.json").exists());
     server.faults().corrupt.clear();
-    hub::resolve_model(&model("race-eval/tiny-albert"), None, &cfg).unwrap();
+    open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
 }
 
 #[test]
@@ -393,7 +402,7 @@ fn sharded_checkpoints_bring_their_shards() {
     let server = fixture_hub();
     let home = tempfile::tempdir().unwrap();
     let cfg = config(&server, home.path());
-    let m = hub::resolve_model(&model("race-eval/sharded"), None, &cfg).unwrap();
+    let m = open::open_model("race-eval/sharded", None, &cfg).unwrap();
     let files = race_eval::model::weights::find_weight_files(&m.dir).unwrap();
     assert_eq!(files.len(), 6);
     assert!(!m.dir.join("model.safetensors").exists());
@@ -417,13 +426,14 @@ fn hub_parquet_reads_like_the_jsonl_it_was_written_from() {
         );
     }
     // --level high picks the `high` config.
-    let high = hub::resolve_data(
+    let high = open::open_data(
         Path::new("hub:race-eval/race-sample"),
         "test",
         LevelFilter::High,
         &cfg,
     )
-    .unwrap();
+    .unwrap()
+    .path;
     assert!(high.ends_with("high"));
     let ds = data::load(&high, &opts).unwrap();
     assert!(!ds.questions.is_empty());
@@ -433,46 +443,8 @@ fn hub_parquet_reads_like_the_jsonl_it_was_written_from() {
         .all(|q| q.passage_id.starts_with("high")));
 
     let broken = data_spec("hub:race-eval/no-answers", "test", &cfg).unwrap();
-    let e = data::load(&broken, &opts).unwrap_err().to_string();
+    let e = data::load(&broken, &opts).unwrap_err().chain_text();
     assert!(e.contains("missing column(s) options, answer"), "{e}");
-}
-
-fn race_eval(home: &Path, endpoint: &str, args: &[&str], offline: bool) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_race-eval"));
-    // Run records (eval's results/) land in the test's temporary home, not the checkout.
-    cmd.args(args)
-        .current_dir(home)
-        .env("HF_HOME", home)
-        .env("HF_ENDPOINT", endpoint)
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HF_TOKEN")
-        .env_remove("HUGGINGFACE_HUB_CACHE");
-    for p in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(p);
-    }
-    if offline {
-        cmd.env("HF_HUB_OFFLINE", "1");
-    } else {
-        cmd.env_remove("HF_HUB_OFFLINE");
-    }
-    cmd.output().unwrap()
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "race-eval failed: {text}");
-    text
 }
 
 #[test]
@@ -665,12 +637,7 @@ fn a_repo_with_only_spiece_model_gets_a_converted_tokenizer() {
         None,
     );
     let home = tempfile::tempdir().unwrap();
-    let m = hub::resolve_model(
-        &model("race-eval/spiece-only"),
-        None,
-        &config(&server, home.path()),
-    )
-    .unwrap();
+    let m = open::open_model("race-eval/spiece-only", None, &config(&server, home.path())).unwrap();
     assert!(matches!(
         m.tokenizer,
         TokenizerFile::Spiece {
@@ -692,7 +659,7 @@ fn a_bare_legacy_name_follows_the_hubs_relative_redirects() {
     let server = fixture_hub();
     let home = tempfile::tempdir().unwrap();
     let cfg = config(&server, home.path());
-    let m = hub::resolve_model(&model("tiny-albert-legacy"), None, &cfg).unwrap();
+    let m = open::open_model("tiny-albert-legacy", None, &cfg).unwrap();
     // Cached under the name asked for, as Python does.
     assert_eq!(
         m.dir,
@@ -734,13 +701,9 @@ fn a_gated_repo_says_to_accept_its_conditions() {
     gated.gated = true;
     let server = HubServer::start(vec![gated], None);
     let home = tempfile::tempdir().unwrap();
-    let e = hub::resolve_model(
-        &model("race-eval/gated"),
-        None,
-        &config(&server, home.path()),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = open::open_model("race-eval/gated", None, &config(&server, home.path()))
+        .unwrap_err()
+        .chain_text();
     assert!(
         e.contains("gated") && e.contains("403") && e.contains("HF_TOKEN"),
         "{e}"

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use race_eval::hub::spiece::{self, SpModel, SpieceOptions};
+use race_eval::features::spiece::{self, SpModel, SpieceOptions};
 use tokenizers::Tokenizer;
 
 fn shared() -> Option<PathBuf> {

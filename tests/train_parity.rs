@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use race_eval::heads::files;
 use race_eval::model::{cross_entropy, weights::find_weight_files, ModelConfig};
 use race_eval::train::objective::sorted_vars;
 use race_eval::train::trainer::{build_model, optimizer_step};
-use race_eval::train::{files, AdamW, AdamWConfig, LinearSchedule};
+use race_eval::train::{AdamW, AdamWConfig, LinearSchedule};
 use serde_json::Value;
 
 fn tensor3(v: &Value, dev: &Device) -> Tensor {

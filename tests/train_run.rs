@@ -5,13 +5,14 @@ mod synthetic;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use race_eval::data::LevelFilter;
-use race_eval::train::{files, train, Mode, TrainConfig, TrainOptions};
+use race_eval::heads::files;
+use race_eval::train::{train, Mode, TrainConfig, TrainOptions};
 
 fn options(model: &Path, data: &Path, output: &Path, config: TrainConfig) -> TrainOptions {
     TrainOptions {
-        model: model.to_path_buf(),
+        model: model.display().to_string(),
+        revision: None,
         data: data.to_path_buf(),
         split: "train".into(),
         dev_split: "dev".into(),
@@ -20,7 +21,8 @@ fn options(model: &Path, data: &Path, output: &Path, config: TrainConfig) -> Tra
         config,
         resume: false,
         cache_dir: None,
-        device: Device::Cpu,
+        device: "cpu".into(),
+        epochs: None,
         eval_batch_size: 32,
         stop_after: None,
         quiet: true,
@@ -85,13 +87,13 @@ fn full_finetuning_learns_the_synthetic_task() -> anyhow::Result<()> {
     ] {
         assert!(out.join(f).is_file(), "{f} is written");
     }
-    let meta = race_eval::train::head::read_meta(&out)?;
+    let meta = race_eval::heads::read_meta(&out)?;
     assert_eq!(meta.mode, Mode::Full);
     assert_eq!(meta.steps_done, 400);
     assert_eq!(meta.best, Some(best));
     assert_eq!(meta.dev_history, report.dev_history);
     assert_eq!(meta.base_weights_hash.len(), 64);
-    assert_eq!(meta.hyperparameters.lr, 3e-3);
+    assert_eq!(meta.hyperparameters["lr"], 3e-3);
     let csv = std::fs::read_to_string(out.join("loss.csv"))?;
     assert_eq!(csv.lines().count(), 401, "a header and one line per step");
     let evaluated = evaluate(&out, None, &data)?;
@@ -313,10 +315,12 @@ fn head_only_trains_on_cached_features_and_loads_in_eval() -> anyhow::Result<()>
         err.contains("trained on") && err.contains("base"),
         "a head for another base is refused: {err}"
     );
-    let err = evaluate(&out, None, &data).err().map(|e| format!("{e:#}"));
-    assert!(
-        err.as_deref().unwrap_or("").contains("--head"),
-        "a head-only folder as --model says to use --head: {err:?}"
+    // A head folder given as --model opens its base model (from meta.json) with the head.
+    let as_model = evaluate(&out, None, &data)?;
+    let with_head = evaluate(&model, Some(&out), &data)?;
+    assert_eq!(
+        as_model, with_head,
+        "--model HEAD is --model BASE --head HEAD"
     );
     Ok(())
 }

@@ -11,17 +11,22 @@ use tabled::{settings::Style, Table, Tabled};
 
 use super::{parse_device, RuntimeArgs};
 use crate::bench::{self, BenchModel, BenchResult, FixedShape};
-use crate::data::{self, LoadOptions};
+use crate::data::LevelFilter;
 use crate::eval;
-use crate::features::{FormatConfig, TextEncoder};
+use crate::features::{FormatConfig, TextEncoder, TokenizerFile};
 use crate::model::{presets, LoadedModel};
+use crate::open;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// A released name (albert-base-v2 …, bert-base-uncased, roberta-base, all-MiniLM-L6-v2, …: see
-    /// `race-eval info --help`), a model folder or a config.json
+    /// `race-eval info --help`; random weights of its shape, nothing fetched), a model folder, a
+    /// config.json, or a Hub model id ORG/NAME[@REVISION] (with --data: its own weights)
     #[arg(long, default_value = "albert-base-v2")]
     pub model: String,
+    /// Branch, tag or commit of a Hub model
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Time ALBERT base/large/xlarge/xxlarge and BERT base/large side by side
     #[arg(long, conflicts_with = "data")]
     pub compare: bool,
@@ -107,8 +112,12 @@ fn row(r: &BenchResult) -> Row {
     }
 }
 
+/// Random weights in the shape of a released name, a config.json, or a model (folder or Hub).
 fn model_for(name: &str, args: &BenchArgs, device: &Device) -> Result<BenchModel> {
-    let (_, cfg) = super::info::resolve_config(name)?;
+    let cfg = match presets::preset(name) {
+        Some(cfg) => cfg,
+        None => open::open_config(name, args.revision.as_deref(), &open::hub_config(args.json))?,
+    };
     BenchModel::random(&cfg, args.runtime.dtype, device)
 }
 
@@ -130,7 +139,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             bail!("--gemm {shape:?}: expected three numbers M,K,N");
         };
         let (f32_rate, int8_rate) = bench::gemm_f32_vs_int8(m, k, n, args.repeats);
-        let kernel = crate::model::quant::Kernel::detect();
+        let kernel = crate::model::Int8Kernel::detect();
         if args.json {
             let v = serde_json::json!({ "m": m, "k": k, "n": n, "f32_gflops": f32_rate,
                 "int8_gops": int8_rate, "int8_kernel": kernel.map(|k| format!("{k:?}").to_lowercase()) });
@@ -149,6 +158,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     let device = parse_device(&args.runtime.device)?;
+    // A local folder, a config.json or a Hub id is checked before any timing starts.
     if args.data.is_some() {
         return run_data(args, &device);
     }
@@ -202,36 +212,36 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// (length-sorted, each batch padded to its own longest sequence).
 fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let path = args.data.as_ref().expect("checked by caller");
-    let dir = PathBuf::from(&args.model);
-    let (model, config, tokenizer) = if dir.is_dir() {
-        let mut loaded = LoadedModel::load(&dir, args.runtime.dtype.dtype(), device, None)?;
-        if args.runtime.dtype == crate::model::Precision::Int8 && loaded.quantize_int8()?.is_none()
-        {
-            bail!("--dtype int8: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)");
+    let hub = open::hub_config(args.json);
+    let (model, config, tokenizer) = match presets::preset(&args.model) {
+        None => {
+            let opened = open::open_model(&args.model, args.revision.as_deref(), &hub)?;
+            let mut loaded =
+                LoadedModel::load(&opened.dir, args.runtime.dtype.dtype(), device, None)?;
+            if args.runtime.dtype == crate::model::Precision::Int8
+                && loaded.quantize_int8()?.is_none()
+            {
+                bail!("--dtype int8: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)");
+            }
+            (loaded.model, loaded.config, opened.tokenizer)
         }
-        (loaded.model, loaded.config, dir.join("tokenizer.json"))
-    } else {
-        let Some(tok) = &args.tokenizer else {
-            bail!("--data with a released name needs --tokenizer FILE (random weights), or give a model folder as --model");
-        };
-        let (_, cfg) = super::info::resolve_config(&args.model)?;
-        let b = BenchModel::random(&cfg, args.runtime.dtype, device)?;
-        (b.model, b.config, tok.clone())
+        Some(cfg) => {
+            let Some(tok) = &args.tokenizer else {
+                bail!("--data with a released name needs --tokenizer FILE (random weights), or give a model folder or Hub id as --model");
+            };
+            let b = BenchModel::random(&cfg, args.runtime.dtype, device)?;
+            (b.model, b.config, TokenizerFile::Json(tok.clone()))
+        }
     };
     // Timed from here, as scripts/bench_hf.py times its side: data, tokeniser and model, not the
     // building of the model.
+    let data = open::open_data(path, &args.split, LevelFilter::All, &hub)?;
     let started = Instant::now();
-    let mut ds = data::load(
-        path,
-        &LoadOptions {
-            split: args.split.clone(),
-            ..LoadOptions::default()
-        },
-    )?;
+    let mut ds = data.load(LevelFilter::All, false)?;
     if let Some(n) = args.limit {
         ds.questions.truncate(n);
     }
-    let encoder = TextEncoder::from_file(&tokenizer)?;
+    let encoder = TextEncoder::new(tokenizer.load()?)?;
     let fmt = FormatConfig {
         max_seq_len: args.max_seq_len,
         max_qa_len: args.max_qa_len,

@@ -16,14 +16,15 @@ use crate::train::distill::{self, DistillConfig, DistillOptions};
     race-eval distill --teacher heads/a --teacher heads/b --student MINILM --data DATA --output heads/s")]
 pub struct DistillArgs {
     /// A teacher: a run record of `race-eval eval` on the training split (its folder or run id
-    /// under --results-dir), or a model folder evaluated on it now. Repeat it for an ensemble
+    /// under --results-dir), or a model (a folder, a head folder or a Hub model id) evaluated
+    /// on it now. Repeat it for an ensemble
     /// (its averaged probabilities)
     #[arg(long, value_name = "RUN|MODEL", required = true, num_args = 1..)]
     pub teacher: Vec<String>,
-    /// The student's starting model folder: a small pretrained model (MiniLM), or the teacher
-    /// itself with --student-layers
-    #[arg(long, value_name = "DIR")]
-    pub student: PathBuf,
+    /// The student's starting model: a folder or a Hub model id (ORG/NAME[@REVISION]), a small
+    /// pretrained model (MiniLM), or the teacher itself with --student-layers
+    #[arg(long, value_name = "DIR|ID")]
+    pub student: String,
     /// Keep this many encoder layers: every (L/N)-th layer of a BERT-family student, or fewer
     /// passes through ALBERT's shared layer [default: all]
     #[arg(long, value_name = "N")]
@@ -42,7 +43,7 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: &DistillArgs) -> Result<()> {
-    let mut train = options(&args.student, &args.run)?;
+    let mut train = options(&args.student, None, &args.run)?;
     train.config.distill = Some(DistillConfig {
         alpha: args.alpha,
         temperature: args.temperature,
@@ -55,6 +56,9 @@ pub fn run(args: &DistillArgs) -> Result<()> {
         train,
     };
     let (report, teachers) = distill::distill(opts)?;
+    for w in &teachers.warnings {
+        eprintln!("{w}");
+    }
     println!(
         "soft targets from {} teacher(s) for {} questions: {}",
         teachers.sources.len(),

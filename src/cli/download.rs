@@ -4,12 +4,14 @@
 use anyhow::Result;
 
 use super::DownloadArgs;
-use crate::hub;
+use crate::open;
 
 pub fn run(args: &DownloadArgs) -> Result<()> {
-    let mut cfg = hub::HubConfig::from_env();
-    cfg.progress = !args.quiet;
-    let got = hub::download(&args.repo, args.revision.as_deref(), &cfg)?;
+    let got = open::download(
+        &args.repo,
+        args.revision.as_deref(),
+        &open::hub_config(args.quiet),
+    )?;
     println!(
         "{} at commit {}: {} file(s) in {}",
         got.repo.describe(),

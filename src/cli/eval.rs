@@ -34,8 +34,11 @@ impl EvalArgs {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let req = args.request();
     let out = eval::pipeline::evaluate(&req)?;
+    for w in &out.warnings {
+        eprintln!("{w}");
+    }
     if let Some(path) = &args.predictions {
-        eval::write_predictions(path, &out.predictions)?;
+        crate::results::write_predictions(path, &out.predictions)?;
     }
     let run_dir = eval::pipeline::write_record(&req, &out, &args.record.output_dir)?;
     let n = out.dataset.questions.len();

@@ -1,35 +1,29 @@
 //! `race-eval info`: configuration and parameter counts from config.json alone.
 
-use std::path::Path;
-
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 
 use super::InfoArgs;
 use crate::model::{presets, ModelConfig};
+use crate::open;
 
 /// The configuration named by `info`'s argument.
-pub fn resolve_config(model: &str) -> Result<(String, ModelConfig)> {
-    let path = Path::new(model);
-    if path.is_dir() {
-        return Ok((
-            model.to_string(),
-            ModelConfig::from_file(&path.join("config.json"))?,
-        ));
+/// A released name's config, else the config of a model folder, a config.json or a Hub model
+/// (its config.json alone is fetched).
+pub fn resolve_config(model: &str, revision: Option<&str>) -> Result<(String, ModelConfig)> {
+    if let Some(cfg) = presets::preset(model) {
+        return Ok((model.to_string(), cfg));
     }
-    if path.is_file() {
-        return Ok((model.to_string(), ModelConfig::from_file(path)?));
-    }
-    match presets::preset(model) {
-        Some(cfg) => Ok((model.to_string(), cfg)),
-        None => bail!(
-            "{model:?} is neither a model folder, a config.json, nor a released model ({})",
+    let cfg = open::open_config(model, revision, &open::hub_config(true)).with_context(|| {
+        format!(
+            "{model:?} is neither a released model ({}), a model folder, a config.json, nor a Hub model",
             presets::names().join(", ")
-        ),
-    }
+        )
+    })?;
+    Ok((model.to_string(), cfg))
 }
 
 pub fn run(args: &InfoArgs) -> Result<()> {
-    let (name, cfg) = resolve_config(&args.model)?;
+    let (name, cfg) = resolve_config(&args.model, args.revision.as_deref())?;
     let counts = cfg.param_counts();
     if args.json {
         let v = serde_json::json!({ "model": name, "config": cfg, "params": counts });

@@ -77,7 +77,8 @@ pub struct EvalArgs {
     /// Branch, tag or commit of a Hub model
     #[arg(long)]
     pub revision: Option<String>,
-    /// A head trained by `race-eval train --head-only` for --model (checked against its weights)
+    /// A head trained by `race-eval train --head-only` for --model (checked against its weights),
+    /// or a .safetensors file of head tensors. A head folder may also be given as --model.
     #[arg(long, value_name = "DIR")]
     pub head: Option<PathBuf>,
     /// RACE data: a tree (RACE/{train,dev,test}/{middle,high}/*.txt), a folder with
@@ -135,8 +136,11 @@ pub struct InfoArgs {
     /// A model folder, a config.json, or a released name (albert-base-v2 … albert-xxlarge-v2,
     /// bert-base-uncased, bert-large-uncased, all-MiniLM-L6-v2, roberta-base, roberta-large,
     /// xlm-roberta-base, distilbert-base-uncased, electra-small-discriminator,
-    /// electra-base-discriminator)
+    /// electra-base-discriminator), or a Hub model id ORG/NAME[@REVISION] (config.json only)
     pub model: String,
+    /// Branch, tag or commit of a Hub model
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use super::{parse_device, RuntimeArgs};
+use super::RuntimeArgs;
 use crate::data::LevelFilter;
 use crate::features::FormatConfig;
 use crate::train::{self, AdamWConfig, Mode, TrainConfig, TrainOptions};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Base model folder (config.json, tokenizer.json, weights)
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// Base model: a folder (config.json, tokenizer.json or spiece.model, weights), or a Hub
+    /// model id ORG/NAME or NAME, optionally ID@REVISION. A local folder wins when it exists.
+    #[arg(long, value_name = "DIR|ID")]
+    pub model: String,
+    /// Branch, tag or commit of a Hub model
+    #[arg(long)]
+    pub revision: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -22,8 +26,9 @@ pub struct TrainArgs {
 /// The options `train` shares with `distill`: data, output, recipe, runtime.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// RACE data (a tree, a folder with SPLIT.jsonl, or one JSON-lines file per split)
-    #[arg(long, value_name = "PATH")]
+    /// RACE data: a tree, a folder with SPLIT.jsonl or SPLIT[-*].parquet, or a Hub dataset
+    /// hub:ORG/NAME[/CONFIG][@REVISION] (both splits are read from it; dev is also validation)
+    #[arg(long, value_name = "PATH|hub:ID")]
     pub data: PathBuf,
     /// Split to train on
     #[arg(long, default_value = "train")]
@@ -115,24 +120,15 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// The run's settings from the arguments; `train_questions` sizes `--epochs`.
-pub fn config(args: &RunArgs, train_questions: Option<usize>) -> Result<TrainConfig> {
+/// The run's settings from the arguments (with `--epochs`, the steps are set once the training
+/// split is loaded: see [`train::Epochs`]).
+pub fn config(args: &RunArgs) -> Result<TrainConfig> {
     let mode = match (args.head_only, args.train_pooler) {
         (false, _) => Mode::Full,
         (true, false) => Mode::HeadOnly,
         (true, true) => Mode::HeadPooler,
     };
-    let total_steps = match (args.steps, args.epochs) {
-        (Some(s), _) => s,
-        (None, Some(e)) => {
-            if e.is_nan() || e <= 0.0 {
-                bail!("--epochs must be positive, got {e}");
-            }
-            let n = train_questions.unwrap_or(0) as f64;
-            ((e * n) / args.batch_size.max(1) as f64).ceil().max(1.0) as usize
-        }
-        (None, None) => 12000,
-    };
+    let total_steps = args.steps.unwrap_or(12000);
     // The recipe's 1,000 of 12,000 steps; the same 1:12 ratio for other lengths.
     let warmup_steps = args.warmup_steps.unwrap_or(total_steps / 12);
     Ok(TrainConfig {
@@ -165,32 +161,27 @@ pub fn config(args: &RunArgs, train_questions: Option<usize>) -> Result<TrainCon
     })
 }
 
-/// The training options for `model` from the shared arguments.
-pub fn options(model: &std::path::Path, args: &RunArgs) -> Result<TrainOptions> {
+/// The training options for `model` (at `revision`) from the shared arguments.
+pub fn options(model: &str, revision: Option<&str>, args: &RunArgs) -> Result<TrainOptions> {
     if args.runtime.dtype != super::Precision::F32 {
         bail!("train runs in f32 only (AdamW state and parity with torch); drop --dtype");
     }
-    let train_questions = if args.epochs.is_some() {
-        let lo = crate::data::LoadOptions {
-            split: args.split.clone(),
-            level: args.level,
-            skip_invalid: false,
-        };
-        Some(crate::data::load(&args.data, &lo)?.questions.len())
-    } else {
-        None
-    };
     Ok(TrainOptions {
-        model: model.to_path_buf(),
+        model: model.to_string(),
+        revision: revision.map(str::to_string),
         data: args.data.clone(),
         split: args.split.clone(),
         dev_split: args.dev_split.clone(),
         level: args.level,
         output: args.output.clone(),
-        config: config(args, train_questions)?,
+        config: config(args)?,
         resume: args.resume,
         cache_dir: args.cache_dir.clone(),
-        device: parse_device(&args.runtime.device)?,
+        device: args.runtime.device.clone(),
+        epochs: args.epochs.map(|passes| train::Epochs {
+            passes,
+            warmup_steps: args.warmup_steps,
+        }),
         eval_batch_size: args.eval_batch_size.max(1),
         stop_after: args.stop_after,
         quiet: args.quiet,
@@ -199,7 +190,7 @@ pub fn options(model: &std::path::Path, args: &RunArgs) -> Result<TrainOptions> 
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let report = train::train(&options(&args.model, &args.run)?)?;
+    let report = train::train(&options(&args.model, args.revision.as_deref(), &args.run)?)?;
     print_report(&report);
     Ok(())
 }

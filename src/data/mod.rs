@@ -4,6 +4,7 @@
 
 mod error;
 mod fields;
+pub mod hub_layout;
 mod jsonl;
 pub mod parquet;
 mod tree;
@@ -132,6 +133,14 @@ impl Dataset {
     /// Number of questions that `skipped` removed.
     pub fn skipped_questions(&self) -> usize {
         self.skipped.iter().map(|e| e.questions).sum()
+    }
+}
+
+/// RACE's split names with the Hub's spelling folded in: `validation` is `dev`.
+pub fn normalize_split(split: &str) -> String {
+    match split {
+        "validation" | "val" => "dev".into(),
+        s => s.to_string(),
     }
 }
 

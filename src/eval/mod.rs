@@ -3,39 +3,15 @@
 
 pub mod pipeline;
 
-use std::io::Write;
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
 
-use crate::data::{Level, Question};
+use crate::data::Question;
 use crate::features::{Features, FormatConfig, TextEncoder};
-use crate::metrics::{argmax, LevelScores};
+use crate::metrics::argmax;
 use crate::model::MultipleChoiceModel;
-
-/// One line of `predictions.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    pub id: String,
-    pub passage_id: String,
-    pub question_index: usize,
-    pub level: Level,
-    /// Gold option index.
-    pub label: usize,
-    /// Predicted option index.
-    pub pred: usize,
-    pub logits: Vec<f32>,
-    /// Whitespace-separated words in the article, for breakdowns by length (tokenizer-free, so
-    /// runs of different models share buckets). Absent in files written before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub article_words: Option<usize>,
-    /// Whether the question is a cloze (has a `_` blank) rather than interrogative.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloze: Option<bool>,
-}
+use crate::results::Prediction;
 
 /// Batches of question indices: sorted by option count then length, so each batch pads only to
 /// its own longest sequence; at most `batch_size` questions each, all with one option count.
@@ -286,45 +262,10 @@ pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Predict
         .collect()
 }
 
-pub fn scores(preds: &[Prediction]) -> LevelScores {
-    LevelScores::from_outcomes(preds.iter().map(|p| (p.level, p.pred == p.label)))
-}
-
-pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    for p in preds {
-        serde_json::to_writer(&mut w, p)?;
-        w.write_all(b"\n")?;
-    }
-    w.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str(line) {
-            Ok(p) => out.push(p),
-            Err(e) => bail!("{}:{}: not a prediction record: {e}", path.display(), i + 1),
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Level;
 
     fn question(passage: &str, index: usize) -> Question {
         Question {

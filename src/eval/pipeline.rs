@@ -1,21 +1,20 @@
-//! The whole of an evaluation as a library call: resolve the model (folder or Hub) and data,
-//! load the tokenizer, model and optional head, tokenise and run with read-ahead, score, and
-//! describe the run for its record. `race-eval eval` only parses arguments and prints.
+//! The whole of an evaluation as a library call: open the model and data (through
+//! [`crate::open`]), load the tokenizer, model and optional head, tokenise and run with
+//! read-ahead, score, and describe the run for its record. Nothing here prints: warnings come
+//! back in [`EvalOutcome::warnings`] for the caller to show.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::data::{self, LevelFilter, LoadOptions};
+use crate::data::{self, LevelFilter};
 use crate::features::{FormatConfig, TextEncoder};
-use crate::hub;
+use crate::heads;
 use crate::metrics::LevelScores;
 use crate::model::{LoadedModel, ModelConfig, Precision};
-use crate::results::{self, DataInfo, ModelInfo, RunKind, RunMeta, Settings, Shard};
-use crate::train::head;
-
-use super::Prediction;
+use crate::open::{self, OpenedData, OpenedModel};
+use crate::results::{self, DataInfo, ModelInfo, Prediction, RunKind, RunMeta, Settings, Shard};
 
 /// What to evaluate, and how.
 #[derive(Debug, Clone)]
@@ -42,86 +41,98 @@ pub struct EvalRequest {
 
 /// Everything one evaluation produced, for printing and for run records.
 pub struct EvalOutcome {
+    pub model: OpenedModel,
+    pub data: OpenedData,
     pub dataset: data::Dataset,
     pub config: ModelConfig,
-    pub weight_files: Vec<PathBuf>,
     pub format: FormatConfig,
     pub predictions: Vec<Prediction>,
     pub scores: LevelScores,
+    /// What the caller should show the user: skipped questions, initialised head tensors,
+    /// unused checkpoint tensors, a precision this CPU cannot run.
+    pub warnings: Vec<String>,
     /// Seconds end to end (load, tokenise, model) and in the model alone.
     pub wall_secs: f64,
     pub model_secs: f64,
 }
 
-/// Loads data and model, tokenises and runs.
+/// Opens model and data, tokenises and runs.
 pub fn evaluate(req: &EvalRequest) -> Result<EvalOutcome> {
+    let hub_cfg = open::hub_config(req.quiet);
+    let model = open::open_model(
+        &req.model.to_string_lossy(),
+        req.revision.as_deref(),
+        &hub_cfg,
+    )?;
+    let data = open::open_data(&req.data, &req.split, req.level, &hub_cfg)?;
+    evaluate_opened(req, model, data)
+}
+
+/// [`evaluate`] on a model and data already opened (the request's model and data are then
+/// only names for the record).
+pub fn evaluate_opened(
+    req: &EvalRequest,
+    model: OpenedModel,
+    data: OpenedData,
+) -> Result<EvalOutcome> {
     let started = Instant::now();
-    let mut hub_cfg = hub::HubConfig::from_env();
-    hub_cfg.progress = !req.quiet;
-    let model = hub::resolve_model(&req.model, req.revision.as_deref(), &hub_cfg)?;
-    let model_dir: &Path = &model.dir;
     let device = crate::device::parse(&req.device)?;
-    let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
+    let config = model.config.clone();
     let format = req.format;
     format.validate(config.max_sequence_len())?;
     if req.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if req.precision == Precision::Int8 && !device.is_cpu() {
+        bail!("--dtype int8 runs on the CPU only; use --dtype bf16 on a GPU");
+    }
+    let mut warnings = Vec::new();
 
-    let opts = LoadOptions {
-        split: req.split.clone(),
-        level: req.level,
-        skip_invalid: req.skip_invalid,
-    };
-    let data_path = hub::resolve_data(&req.data, &req.split, req.level, &hub_cfg)?;
-    let mut dataset = data::load(&data_path, &opts)?;
+    let mut dataset = data.load(req.level, req.skip_invalid)?;
     if let Some(shard) = req.shard {
         dataset.questions = shard.select(dataset.questions)?;
     }
-    if !dataset.skipped.is_empty() && !req.quiet {
-        eprintln!(
+    if !dataset.skipped.is_empty() {
+        let mut w = format!(
             "skipped {} invalid question(s) ({} problem(s)):",
             dataset.skipped_questions(),
             dataset.skipped.len()
         );
         for e in &dataset.skipped {
-            eprintln!("  {e}");
+            w += &format!("\n  {e}");
         }
+        warnings.push(w);
     }
 
     let encoder = TextEncoder::new(model.load_tokenizer()?)?;
 
-    head::refuse_head_as_model(model_dir)?;
-    // --head: the base model with the head's tensors in place of its own.
-    let overrides = match &req.head {
-        Some(h) => {
-            let files = crate::model::weights::find_weight_files(model_dir)?;
-            head::head_tensors(h, model_dir, &config, &files)?
-        }
+    // A head: --head, or the head folder given as --model; its tensors replace the model's.
+    let head = req.head.as_deref().or(model.head.as_deref());
+    let overrides = match head {
+        Some(h) => heads::head_tensors(h, &model.dir, &config, model.weights_hash()?)?,
         None => Default::default(),
     };
-    if req.precision == Precision::Int8 && !device.is_cpu() {
-        bail!("--dtype int8 runs on the CPU only; use --dtype bf16 on a GPU");
-    }
     let mut loaded = LoadedModel::load_with_overrides(
-        model_dir,
+        &model.dir,
         req.precision.dtype(),
         &device,
         None,
         overrides,
     )?;
     if req.precision == Precision::Int8 && loaded.quantize_int8()?.is_none() {
-        eprintln!("warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32");
+        warnings.push(
+            "warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32".into(),
+        );
     }
-    if let Some(w) = loaded.report.warning().filter(|_| req.head.is_none()) {
-        eprintln!("{w}");
+    if let Some(w) = loaded.report.warning().filter(|_| head.is_none()) {
+        warnings.push(w);
     }
     if !loaded.report.unused.is_empty() {
-        eprintln!(
+        warnings.push(format!(
             "warning: {} tensor(s) in the checkpoint were not used (e.g. `{}`): does config.json match the weights?",
             loaded.report.unused.len(),
             loaded.report.unused[0]
-        );
+        ));
     }
 
     let bar = crate::progress::questions(dataset.questions.len() as u64, req.quiet, "eval");
@@ -139,14 +150,16 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalOutcome> {
     let model_secs = model_start.elapsed().as_secs_f64();
 
     let predictions = super::predictions(&dataset.questions, logits);
-    let scores = super::scores(&predictions);
+    let scores = results::scores(&predictions);
     Ok(EvalOutcome {
+        model,
+        data,
         dataset,
         config,
-        weight_files: loaded.weight_files,
         format,
         predictions,
         scores,
+        warnings,
         wall_secs: started.elapsed().as_secs_f64(),
         model_secs,
     })
@@ -165,26 +178,13 @@ fn model_name(dir: &Path) -> String {
         .unwrap_or_else(|| "model".into())
 }
 
-/// The split a run evaluated: a JSON-lines file given directly is named by its file (a
-/// `dev.jsonl` is dev whatever the requested split says); otherwise the requested split.
-fn split_name(req: &EvalRequest) -> String {
-    if req.data.is_file() {
-        if let Some(stem) = req.data.file_stem().and_then(|s| s.to_str()) {
-            if ["train", "dev", "validation", "test"].contains(&stem) {
-                return results::normalize_split(stem);
-            }
-        }
-    }
-    results::normalize_split(&req.split)
-}
-
-/// The head a run used: `--head DIR`, or a fully fine-tuned model folder written by
-/// `race-eval train` (it has a meta.json naming its base model).
-fn head_name(req: &EvalRequest) -> Option<String> {
-    if let Some(h) = &req.head {
+/// The head a run used: `--head DIR`, a head folder given as the model, or a fully
+/// fine-tuned model folder written by `race-eval train` (its meta.json names its base model).
+fn head_name(req: &EvalRequest, model: &OpenedModel) -> Option<String> {
+    if let Some(h) = req.head.as_ref().or(model.head.as_ref()) {
         return Some(h.display().to_string());
     }
-    let meta = head::read_meta(&req.model).ok()?;
+    let meta = model.trained.as_ref()?;
     Some(format!(
         "{} (full fine-tune of {}, {} steps)",
         req.model.display(),
@@ -200,8 +200,9 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
         model: ModelInfo {
             name: model_name(&req.model),
             path: req.model.display().to_string(),
-            weights_sha256: crate::hash::sha256_files(&out.weight_files)?,
+            weights_sha256: out.model.weights_hash()?.to_string(),
             weight_files: out
+                .model
                 .weight_files
                 .iter()
                 .map(|p| {
@@ -210,14 +211,14 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
                         .unwrap_or_default()
                 })
                 .collect(),
-            head: head_name(req),
+            head: head_name(req, &out.model),
         },
         data: DataInfo {
             path: req.data.display().to_string(),
             format: out.dataset.format.to_string(),
             sha256: crate::hash::sha256_files(&out.dataset.files)?,
             files: out.dataset.files.len(),
-            split: split_name(req),
+            split: out.data.split_name(),
             level: format!("{:?}", req.level).to_lowercase(),
         },
         shard: req.shard,

@@ -6,20 +6,24 @@
 //! formats). [`cpu_encoder`] runs the same layers for f32 inference on the CPU on raw buffers,
 //! with the kernels in [`kernels`].
 
-pub mod activation;
-pub mod attention;
-pub mod backbone;
+// The public surface is the re-exports below and the modules a caller names: `config`,
+// `family`, `presets`, `weights` (checkpoint formats), `seeded_dropout` (reproducible
+// training). The layers and kernels stay inside.
+mod activation;
+mod attention;
+mod backbone;
 pub mod config;
-pub mod cpu_encoder;
-pub mod embeddings;
-pub mod encoder;
+mod cpu_encoder;
+mod embeddings;
+mod encoder;
 pub mod family;
-pub mod kernels;
+mod kernels;
 mod layers;
-pub mod multiple_choice;
+mod multiple_choice;
 pub mod presets;
-pub mod quant;
+mod quant;
 pub mod seeded_dropout;
+mod timing;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -33,6 +37,8 @@ use serde::{Deserialize, Serialize};
 pub use config::{ModelConfig, ParamCounts};
 pub use family::Family;
 pub use multiple_choice::{cross_entropy, MultipleChoiceModel};
+pub use quant::Kernel as Int8Kernel;
+pub use timing::linear_gemm_rates;
 pub use weights::LoadReport;
 
 /// How the model computes: a float dtype, or int8 linears (dynamic quantisation, CPU only;
@@ -119,11 +125,19 @@ impl LoadedModel {
 impl LoadedModel {
     /// Quantises the encoder's linears to int8 with the fastest kernel this CPU has. Returns
     /// the kernel, or `None` (the model stays f32) when the CPU has no integer kernel.
-    pub fn quantize_int8(&mut self) -> Result<Option<quant::Kernel>> {
-        let Some(kernel) = quant::Kernel::detect() else {
+    pub fn quantize_int8(&mut self) -> Result<Option<Int8Kernel>> {
+        self.model.quantize_int8()
+    }
+}
+
+impl MultipleChoiceModel {
+    /// Quantises the encoder's linears to int8 with the fastest kernel this CPU has. Returns
+    /// the kernel, or `None` (the model stays f32) when the CPU has no integer kernel.
+    pub fn quantize_int8(&mut self) -> Result<Option<Int8Kernel>> {
+        let Some(kernel) = Int8Kernel::detect() else {
             return Ok(None);
         };
-        self.model.backbone.quantize(kernel)?;
+        self.backbone.quantize(kernel)?;
         Ok(Some(kernel))
     }
 }

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Prediction;
 use super::Score;
-use crate::eval::Prediction;
 use crate::metrics::Accuracy;
 
 /// Article-length buckets in words: upper bounds (exclusive); the last is open.

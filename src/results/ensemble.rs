@@ -2,10 +2,10 @@
 
 use anyhow::{bail, Result};
 
+use super::Prediction;
 use super::{
     check_same_questions, sha256_str, summarize, ModelInfo, Run, RunKind, RunMeta, RunSummary,
 };
-use crate::eval::Prediction;
 use crate::metrics::argmax;
 use crate::stats::softmax;
 

@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Result};
 
+use super::Prediction;
 use super::{summarize, Run, RunKind, RunMeta, RunSummary};
-use crate::eval::Prediction;
 
 /// Checks that `runs` are exactly the shards 0..n of one evaluation and interleaves their
 /// predictions back into input order (question k came from shard k mod n).

@@ -11,6 +11,7 @@ pub mod ensemble;
 pub mod leaderboard;
 pub mod merge;
 pub mod plot;
+pub mod predictions;
 pub mod report;
 pub mod shard;
 pub mod time;
@@ -21,9 +22,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{read_predictions, write_predictions, Prediction};
 use crate::metrics::{Accuracy, LevelScores};
 use crate::stats::{wilson95, Interval};
+pub use predictions::{read_predictions, scores, write_predictions, Prediction};
 
 pub use breakdown::Breakdowns;
 pub use shard::Shard;
@@ -214,7 +215,7 @@ pub struct RunMeta {
 /// The summary of `preds` (counts, accuracies with intervals, breakdowns) with `meta`'s
 /// provenance; `run_id` is filled in by [`write_run`].
 pub fn summarize(meta: RunMeta, preds: &[Prediction]) -> RunSummary {
-    let scores = crate::eval::scores(preds);
+    let scores = scores(preds);
     let mut passages: Vec<&str> = preds.iter().map(|p| p.passage_id.as_str()).collect();
     passages.sort_unstable();
     passages.dedup();
@@ -408,13 +409,7 @@ pub fn list_runs(results_dir: &Path) -> Result<(Vec<LocalRun>, Vec<String>)> {
     Ok((runs, problems))
 }
 
-/// RACE's split names with the Hub's spelling folded in: `validation` is `dev`.
-pub fn normalize_split(split: &str) -> String {
-    match split {
-        "validation" | "val" => "dev".into(),
-        s => s.to_string(),
-    }
-}
+pub use crate::data::normalize_split;
 
 /// Checks that two runs answered the same questions (same data hash, same question ids with
 /// the same gold labels, in the same order), so a paired comparison or an ensemble is valid.

@@ -261,3 +261,32 @@ pub fn plot(runs: &[Run], output: &Path) -> Result<()> {
     }
     std::fs::write(output, bytes).with_context(|| format!("cannot write {}", output.display()))
 }
+/// A small SVG of a training run's loss per step `(step, loss)` and dev accuracy points
+/// `(step, accuracy in 0..1)`, written beside its loss.csv.
+pub fn loss_curve_svg(log: &[(usize, f64)], dev: &[(usize, f64)]) -> String {
+    let (w, h, pad) = (640.0, 320.0, 40.0);
+    let n = log.len().max(2) as f64;
+    let max_loss = log.iter().map(|p| p.1).fold(1e-9, f64::max);
+    let x = |step: usize| pad + (w - 2.0 * pad) * (step as f64 - 1.0) / (n - 1.0);
+    let y = |v: f64, max: f64| h - pad - (h - 2.0 * pad) * (v / max).clamp(0.0, 1.0);
+    let loss: Vec<String> = log
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1, max_loss)))
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{pad}\" y=\"20\" font-size=\"12\">loss (blue, max {max_loss:.3}) and dev accuracy (red, 0-100%) over {} steps</text>\n\
+         <polyline fill=\"none\" stroke=\"steelblue\" points=\"{}\"/>\n",
+        log.len(),
+        loss.join(" ")
+    );
+    for d in dev {
+        svg += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"crimson\"/>\n",
+            x(d.0),
+            y(d.1, 1.0)
+        );
+    }
+    svg + "</svg>\n"
+}

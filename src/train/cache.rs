@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use indicatif::ProgressBar;
 
-use super::files;
 use crate::eval;
 use crate::features::{Features, FormatConfig};
+use crate::heads::files;
 use crate::model::MultipleChoiceModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,24 +85,38 @@ pub fn compute(
     Ok(Tensor::stack(&rows, 0)?)
 }
 
-/// Loads the cached features at `path`, or computes and saves them. Returns (features, hit).
+/// Features from the cache, or computed and saved there.
+pub struct Cached {
+    pub features: Tensor,
+    /// Whether they came from the cache.
+    pub hit: bool,
+    /// A cache file that was there but unreadable or stale (and was recomputed).
+    pub warning: Option<String>,
+}
+
+/// Loads the cached features at `path`, or computes and saves them.
 pub fn load_or_compute(
     path: &Path,
     expect_rows: usize,
     compute: impl FnOnce() -> Result<Tensor>,
-) -> Result<(Tensor, bool)> {
+) -> Result<Cached> {
+    let mut warning = None;
     if path.is_file() {
         if let Ok(t) = files::load_tensors(path) {
             if let Some(x) = t.get("features") {
                 if x.dims().first() == Some(&expect_rows) {
-                    return Ok((x.clone(), true));
+                    return Ok(Cached {
+                        features: x.clone(),
+                        hit: true,
+                        warning: None,
+                    });
                 }
             }
         }
-        eprintln!(
-            "warning: the feature cache {} is unreadable or stale; recomputing it",
+        warning = Some(format!(
+            "the feature cache {} was unreadable or stale; it was recomputed",
             path.display()
-        );
+        ));
     }
     let x = compute()?;
     if let Some(dir) = path.parent() {
@@ -111,5 +125,9 @@ pub fn load_or_compute(
     }
     let map = std::collections::HashMap::from([("features".to_string(), x.clone())]);
     files::save_tensors(path, &map)?;
-    Ok((x, false))
+    Ok(Cached {
+        features: x,
+        hit: false,
+        warning,
+    })
 }

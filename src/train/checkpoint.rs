@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::files;
-use super::trainer::{DevPoint, LossPoint};
+use super::{DevPoint, LossPoint};
+use crate::heads::files;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointState {

@@ -8,82 +8,27 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use super::files;
+pub use super::student::{layer_map, student_config_json, student_init, StudentInit};
+pub use super::targets::{
+    softmax_t, DistillConfig, DistillMeta, TeacherSource, Teachers, SOFT_TARGETS_FILE,
+};
 use super::trainer::{self, TrainOptions, TrainReport};
-use crate::data::{self, LoadOptions, Question};
+use crate::data::Question;
 use crate::eval::pipeline::{self, EvalRequest};
-use crate::eval::Prediction;
-use crate::model::family::Family;
-use crate::model::{ModelConfig, Precision};
+use crate::heads::files;
+use crate::model::Precision;
+use crate::open::OpenedData;
+use crate::results::Prediction;
 use crate::results::Run;
-
-/// The file in the output folder with one line per training question: its id, gold option, the
-/// averaged teacher probabilities the student was trained on, and each teacher's.
-pub const SOFT_TARGETS_FILE: &str = "soft_targets.jsonl";
-
-/// Distillation's hyperparameters (part of [`super::TrainConfig`], so `--resume` checks them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DistillConfig {
-    /// Weight of the soft (teacher) term; `1 - alpha` goes to the gold label's cross-entropy.
-    pub alpha: f64,
-    /// Softmax temperature of both teacher and student in the soft term.
-    pub temperature: f64,
-    /// Encoder layers of the student (None: the student model's own).
-    pub student_layers: Option<usize>,
-}
-
-impl DistillConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.alpha) {
-            bail!("--alpha must be in [0, 1], got {}", self.alpha);
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            bail!("--temperature must be positive, got {}", self.temperature);
-        }
-        if self.student_layers == Some(0) {
-            bail!("--student-layers must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// Where a teacher's answers came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum TeacherSource {
-    /// A run record: its folder and id.
-    Run { dir: String, run_id: String },
-    /// A model evaluated on the training split for this run.
-    Model { model: String, weights_hash: String },
-}
-
-/// The teachers' probabilities at the run's temperature, per question id.
-#[derive(Debug, Clone)]
-pub struct Teachers {
-    pub sources: Vec<TeacherSource>,
-    /// Averaged over teachers.
-    pub probs: HashMap<String, Vec<f32>>,
-    /// SHA-256 of the soft-targets file's text: part of the run's fingerprint.
-    pub hash: String,
-    /// The soft-targets file's text.
-    pub jsonl: String,
-}
-
-/// Softmax of `logits / t`.
-pub fn softmax_t(logits: &[f32], t: f64) -> Vec<f32> {
-    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let e: Vec<f64> = logits.iter().map(|&z| ((z as f64 - m) / t).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|x| (x / s) as f32).collect()
-}
 
 /// One teacher's logits per question id, with a description of where they live (for errors).
 struct TeacherAnswers {
     source: TeacherSource,
     origin: String,
     by_id: HashMap<String, Prediction>,
+    /// From evaluating a model teacher, for the caller to show.
+    warnings: Vec<String>,
 }
 
 /// Averages the teachers' softmax at `t` over `questions`. Every question must have an answer
@@ -162,11 +107,7 @@ pub struct DistillOptions {
     pub train: TrainOptions,
 }
 
-fn teacher_answers(
-    spec: &str,
-    opts: &DistillOptions,
-    questions: &[Question],
-) -> Result<TeacherAnswers> {
+fn teacher_answers(spec: &str, opts: &DistillOptions, data: &OpenedData) -> Result<TeacherAnswers> {
     let by_id = |preds: Vec<Prediction>| -> HashMap<String, Prediction> {
         preds.into_iter().map(|p| (p.id.clone(), p)).collect()
     };
@@ -184,6 +125,7 @@ fn teacher_answers(
             },
             origin,
             by_id: by_id(run.predictions),
+            warnings: Vec::new(),
         });
     }
     let t = &opts.train;
@@ -198,38 +140,29 @@ fn teacher_answers(
         shard: None,
         format: t.config.format,
         batch_size: t.eval_batch_size,
-        device: device_name(&t.device),
+        // The device exactly as the user wrote it (`cuda:1` stays `cuda:1`).
+        device: t.device.clone(),
         precision: Precision::F32,
         quiet: t.quiet,
     };
-    if !t.quiet {
-        eprintln!(
-            "teacher {spec}: evaluating it on the {} training questions",
-            questions.len()
-        );
-    }
-    let out = pipeline::evaluate(&req).with_context(|| {
+    let not_a_run = || {
         format!(
             "--teacher {spec}: not a run record (no summary.json there or under --results-dir {}), and it cannot be evaluated as a model",
             opts.results_dir.display()
         )
-    })?;
+    };
+    let hub = crate::open::hub_config(t.quiet);
+    let model = crate::open::open_model(spec, None, &hub).with_context(not_a_run)?;
+    let out = pipeline::evaluate_opened(&req, model, data.clone()).with_context(not_a_run)?;
     Ok(TeacherAnswers {
         source: TeacherSource::Model {
-            model: spec.to_string(),
-            weights_hash: crate::hash::sha256_files(&out.weight_files)?,
+            model: out.model.pinned(),
+            weights_hash: out.model.weights_hash()?.to_string(),
         },
         origin: format!("model {spec}"),
         by_id: by_id(out.predictions),
+        warnings: out.warnings,
     })
-}
-
-fn device_name(d: &candle_core::Device) -> String {
-    match d {
-        candle_core::Device::Cpu => "cpu".into(),
-        candle_core::Device::Cuda(_) => "cuda".into(),
-        candle_core::Device::Metal(_) => "metal".into(),
-    }
 }
 
 /// Soft targets for the training split from every teacher (averaged probabilities).
@@ -242,34 +175,30 @@ pub fn teachers(opts: &DistillOptions) -> Result<Teachers> {
         bail!("--teacher: name at least one teacher (a run record or a model)");
     }
     let t = &opts.train;
-    let lo = LoadOptions {
-        split: t.split.clone(),
-        level: t.level,
-        skip_invalid: false,
-    };
-    let ds = data::load(&t.data, &lo).with_context(|| {
-        format!(
-            "--split {}: cannot load --data {}",
-            t.split,
-            t.data.display()
-        )
-    })?;
+    let hub = crate::open::hub_config(t.quiet);
+    let data = crate::open::open_data(&t.data, &t.split, t.level, &hub)
+        .with_context(|| format!("--split {}", t.split))?;
+    let ds = data.load(t.level, false)?;
     let answers = opts
         .teachers
         .iter()
-        .map(|spec| teacher_answers(spec, opts, &ds.questions))
+        .map(|spec| teacher_answers(spec, opts, &data))
         .collect::<Result<Vec<_>>>()?;
     let (probs, jsonl) = average(&answers, &ds.questions, &t.data, cfg.temperature)?;
+    let warnings = answers.iter().flat_map(|a| a.warnings.clone()).collect();
     Ok(Teachers {
         sources: answers.into_iter().map(|a| a.source).collect(),
         probs,
         hash: crate::hash::sha256_str(&jsonl),
         jsonl,
+        warnings,
     })
 }
 
 /// Runs `race-eval distill`: soft targets, then training with them (written beside the weights).
 pub fn distill(mut opts: DistillOptions) -> Result<(TrainReport, Teachers)> {
+    // A device this build cannot use is reported before any teacher is evaluated.
+    crate::device::parse(&opts.train.device)?;
     let teachers = teachers(&opts)?;
     std::fs::create_dir_all(&opts.train.output)
         .with_context(|| format!("cannot create --output {}", opts.train.output.display()))?;
@@ -279,112 +208,53 @@ pub fn distill(mut opts: DistillOptions) -> Result<(TrainReport, Teachers)> {
     Ok((report, teachers))
 }
 
-/// The teacher layer each student layer starts from: every `L/N`-th, from the bottom
-/// (6 -> 3: 0, 2, 4, as DistilBERT's every-other-layer initialisation).
-pub fn layer_map(teacher_layers: usize, student_layers: usize) -> Vec<usize> {
-    (0..student_layers)
-        .map(|j| j * teacher_layers / student_layers)
-        .collect()
-}
-
-/// How the student is made from the model folder given as `--student`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StudentInit {
-    /// Layers of the model the student starts from.
-    pub from_layers: usize,
-    /// Layers of the student.
-    pub layers: usize,
-    /// For BERT-family students, the source layer of each student layer; ALBERT shares one
-    /// layer, so a smaller student only runs it fewer times (None).
-    pub layer_map: Option<Vec<usize>>,
-}
-
-/// The student's config and initialisation for `--student-layers N` on `base`.
-pub fn student_init(base: &ModelConfig, n: usize) -> Result<(ModelConfig, StudentInit)> {
-    let l = base.num_hidden_layers;
-    if n == 0 || n > l {
-        bail!("--student-layers {n}: the student model has {l} layers; pick 1 to {l}");
-    }
-    let mut config = base.clone();
-    config.num_hidden_layers = n;
-    if base.family != Family::Albert {
-        // One weight group per layer outside ALBERT.
-        config.num_hidden_groups = n;
-    }
-    let layer_map = (base.family != Family::Albert).then(|| layer_map(l, n));
-    if base.family == Family::Albert && base.num_hidden_groups > n {
-        bail!(
-            "--student-layers {n}: this ALBERT has {} layer groups, more than {n} layers; pick at least {}",
-            base.num_hidden_groups,
-            base.num_hidden_groups
-        );
-    }
-    Ok((
-        config,
-        StudentInit {
-            from_layers: l,
-            layers: n,
-            layer_map,
-        },
-    ))
-}
-
-/// The student's config.json: the model's own text with `num_hidden_layers` replaced (and
-/// DistilBERT's `n_layers`), so every other field stays as the Hub wrote it.
-pub fn student_config_json(text: &str, layers: usize) -> Result<String> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(text).context("the student's config.json is not valid JSON")?;
-    let obj = v
-        .as_object_mut()
-        .context("the student's config.json is not a JSON object")?;
-    for key in ["num_hidden_layers", "n_layers"] {
-        if obj.contains_key(key) {
-            obj.insert(key.to_string(), layers.into());
-        }
-    }
-    Ok(serde_json::to_string_pretty(&v)? + "\n")
-}
-
-/// What meta.json records about a distilled model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DistillMeta {
-    pub teachers: Vec<TeacherSource>,
-    pub soft_targets_file: String,
-    pub soft_targets_hash: String,
-    pub student: Option<StudentInit>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Model teachers run on the device as the user wrote it: `cuda:1` stays `cuda:1` (it
+    /// used to be turned into a name, `cuda`, and parsed back as device 0).
     #[test]
-    fn layer_maps_take_every_kth_layer() {
-        assert_eq!(layer_map(6, 3), [0, 2, 4]);
-        assert_eq!(layer_map(12, 6), [0, 2, 4, 6, 8, 10]);
-        assert_eq!(layer_map(12, 4), [0, 3, 6, 9]);
-        assert_eq!(layer_map(3, 3), [0, 1, 2]);
-        assert_eq!(layer_map(5, 1), [0]);
-    }
-
-    #[test]
-    fn softmax_at_temperature() {
-        let p = softmax_t(&[2.0, 0.0, 0.0], 2.0);
-        let e = 1f64.exp();
-        assert!((p[0] as f64 - e / (e + 2.0)).abs() < 1e-6);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        // Large logits do not overflow.
-        let p = softmax_t(&[1000.0, 0.0], 1.0);
-        assert_eq!(p, [1.0, 0.0]);
-    }
-
-    #[test]
-    fn student_config_keeps_other_fields() -> Result<()> {
-        let text = r#"{"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384}"#;
-        let out: serde_json::Value = serde_json::from_str(&student_config_json(text, 3)?)?;
-        assert_eq!(out["num_hidden_layers"], 3);
-        assert_eq!(out["hidden_size"], 384);
-        assert_eq!(out["model_type"], "bert");
-        Ok(())
+    fn model_teachers_get_the_device_as_written() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let train = TrainOptions {
+            model: root
+                .join("datasets/models/tiny-albert")
+                .display()
+                .to_string(),
+            revision: None,
+            data: root.join("datasets/sample"),
+            split: "test".into(),
+            dev_split: "dev".into(),
+            level: crate::data::LevelFilter::All,
+            output: std::env::temp_dir().join("race-eval-unused"),
+            config: super::super::TrainConfig {
+                distill: Some(DistillConfig {
+                    alpha: 0.5,
+                    temperature: 2.0,
+                    student_layers: None,
+                }),
+                ..Default::default()
+            },
+            resume: false,
+            cache_dir: None,
+            device: "cuda:1".into(),
+            epochs: None,
+            eval_batch_size: 8,
+            stop_after: None,
+            quiet: true,
+            teachers: None,
+        };
+        let opts = DistillOptions {
+            teachers: vec![train.model.clone()],
+            results_dir: root.join("no-results-here"),
+            train,
+        };
+        if candle_core::utils::cuda_is_available() {
+            // A CUDA build would try the GPU itself: nothing to learn from the message.
+            return;
+        }
+        let seen = format!("{:#}", teachers(&opts).unwrap_err());
+        assert!(seen.contains("--device cuda:1"), "{seen}");
     }
 }

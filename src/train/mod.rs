@@ -5,44 +5,29 @@
 //! the classifier on pooled outputs; [`Mode::HeadPooler`]: pooler and classifier on [CLS]
 //! hidden states). Pieces: [`optimizer`] (AdamW as torch, gradient clipping), [`schedule`]
 //! (linear warmup and decay), [`cache`] (head-only features), [`objective`] (what a step
-//! computes), [`checkpoint`] (resumable state), [`head`] (the output folder and loading a head
-//! for eval), [`trainer`] (the loop), [`files`] (atomic writes and hashes), [`distill`] (soft
-//! targets from teachers and smaller students, `race-eval distill`).
+//! computes), [`checkpoint`] (resumable state), [`trainer`] (the run in named steps), [`distill`]
+//! (`race-eval distill`: teachers' soft targets, then training on them), [`targets`] (the soft
+//! targets and their provenance), [`student`] (smaller students). The output folder's
+//! layout and meta.json are [`crate::heads`]'s.
 
 pub mod cache;
 pub mod checkpoint;
 pub mod distill;
-pub mod files;
-pub mod head;
 pub mod objective;
 pub mod optimizer;
 pub mod schedule;
+pub mod student;
+pub mod targets;
 pub mod trainer;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::features::FormatConfig;
+pub use crate::heads::{DevPoint, Mode};
 pub use optimizer::{AdamW, AdamWConfig};
 pub use schedule::LinearSchedule;
-pub use trainer::{train, DevPoint, LossPoint, TrainOptions, TrainReport};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Every weight trains.
-    Full,
-    /// Frozen backbone; the classifier trains on cached pooled features.
-    HeadOnly,
-    /// Frozen encoder; pooler and classifier train on cached [CLS] hidden states.
-    HeadPooler,
-}
-
-impl Mode {
-    pub fn is_head(self) -> bool {
-        self != Mode::Full
-    }
-}
+pub use trainer::{train, Epochs, LossPoint, TrainOptions, TrainReport};
 
 /// Every hyperparameter of a run (recorded in meta.json; `--resume` requires the same).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,7 +53,7 @@ pub struct TrainConfig {
     pub classifier_dropout: Option<f64>,
     /// Knowledge distillation (`race-eval distill`): loss weights, temperature, student size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<distill::DistillConfig>,
+    pub distill: Option<targets::DistillConfig>,
 }
 
 impl Default for TrainConfig {

@@ -1,5 +1,8 @@
-//! The training loop: data order, gradient accumulation, clipping, AdamW, dev evaluation,
-//! checkpoints, and the output folder.
+//! A training run in named steps, each short enough to read at once: [`open_inputs`] (model and
+//! both splits through [`crate::open`]), [`prepare_data`] (loaded, labelled and tokenised once),
+//! [`fingerprint`] (what `--resume` must match), [`build_objective`] (full model or cached head
+//! features), [`OutputFolder`] (config, tokenizer, meta.json, checkpoints and resume), and
+//! [`run_loop`] (data order, gradient accumulation, clipping, AdamW, dev evaluation).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,16 +15,17 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::{self, FeatureKind};
 use super::checkpoint::{self, CheckpointState};
-use super::distill::{self, DistillMeta, StudentInit};
-use super::files;
-use super::head::{self, HeadMeta};
 use super::objective::{labels_of, FullModel, Head, Objective, SoftTargets, Split};
 use super::optimizer::{clip_grad_norm, AdamW};
-use super::{Mode, TrainConfig};
-use crate::data::{self, LevelFilter, LoadOptions};
-use crate::features::TextEncoder;
+use super::student::{self, StudentInit};
+use super::targets::{self, DistillMeta};
+use super::{DevPoint, Mode, TrainConfig};
+use crate::data::{self, LevelFilter};
+use crate::features::{Features, TextEncoder};
+use crate::heads::{self, files, HeadMeta};
 use crate::model::seeded_dropout::{self, derive_seed, SplitMix64};
 use crate::model::{weights, ModelConfig, MultipleChoiceModel};
+use crate::open::{self, OpenedData, OpenedModel};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LossPoint {
@@ -32,14 +36,11 @@ pub struct LossPoint {
     pub grad_norm: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DevPoint {
-    pub step: usize,
-    pub accuracy: f64,
-}
-
 pub struct TrainOptions {
-    pub model: PathBuf,
+    /// The model to train, as the user wrote it: a folder or a Hub id (see [`crate::open`]).
+    pub model: String,
+    pub revision: Option<String>,
+    /// `--data` as the user wrote it: a path or `hub:ORG/NAME[/CONFIG][@REV]`.
     pub data: PathBuf,
     pub split: String,
     pub dev_split: String,
@@ -49,14 +50,40 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Where head-only features are cached (default: `.cache/` next to the output folder).
     pub cache_dir: Option<PathBuf>,
-    pub device: Device,
+    /// `cpu`, `cuda[:N]` or `metal`, as the user wrote it.
+    pub device: String,
+    /// Train for this many passes over the training split instead of `config.total_steps`.
+    pub epochs: Option<Epochs>,
     pub eval_batch_size: usize,
     /// Stop after this many optimizer steps in this invocation (the schedule still spans
     /// `total_steps`); the checkpoint is saved when stopping, so `--resume` continues.
     pub stop_after: Option<usize>,
     pub quiet: bool,
     /// Soft targets for `config.distill` (made by [`super::distill::teachers`]).
-    pub teachers: Option<super::distill::Teachers>,
+    pub teachers: Option<targets::Teachers>,
+}
+
+/// `--epochs`: the run's length in passes over the training split, resolved to steps once the
+/// split is loaded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epochs {
+    pub passes: f64,
+    /// `--warmup-steps` when given; else 1/12 of the steps, as the recipe's 1,000 of 12,000.
+    pub warmup_steps: Option<usize>,
+}
+
+impl Epochs {
+    /// Sets `cfg.total_steps` (and the warmup) for `questions` training questions.
+    pub fn apply(&self, cfg: &mut TrainConfig, questions: usize) -> Result<()> {
+        let e = self.passes;
+        if e.is_nan() || e <= 0.0 {
+            bail!("--epochs must be positive, got {e}");
+        }
+        let per_step = cfg.batch_size.max(1) as f64;
+        cfg.total_steps = ((e * questions as f64) / per_step).ceil().max(1.0) as usize;
+        cfg.warmup_steps = self.warmup_steps.unwrap_or(cfg.total_steps / 12);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +95,8 @@ pub struct TrainReport {
     /// Whether the head-only features came from the cache.
     pub cache_hit: Option<bool>,
     pub output: PathBuf,
-    /// Warnings printed while training (a collapse to chance).
+    /// What the caller should show the user (a collapse to chance), also printed above the
+    /// progress bar as it happens.
     pub warnings: Vec<String>,
 }
 
@@ -162,20 +190,6 @@ fn tensors_of(vars: &[(String, Var)]) -> HashMap<String, Tensor> {
     vars.iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect()
-}
-
-fn load_split(opts: &TrainOptions, split: &str, flag: &str) -> Result<data::Dataset> {
-    let lo = LoadOptions {
-        split: split.to_string(),
-        level: opts.level,
-        skip_invalid: false,
-    };
-    data::load(&opts.data, &lo).with_context(|| {
-        format!(
-            "{flag} {split}: cannot load it from --data {}",
-            opts.data.display()
-        )
-    })
 }
 
 fn data_hash(ds: &data::Dataset, split: &str, level: LevelFilter) -> Result<String> {
@@ -302,313 +316,509 @@ fn write_loss_csv(path: &Path, log: &[LossPoint], dev: &[DevPoint]) -> Result<()
     files::write_text(path, &s)
 }
 
-/// A small SVG of the loss per step (and dev accuracy points), next to loss.csv.
-pub fn loss_svg(log: &[LossPoint], dev: &[DevPoint]) -> String {
-    let (w, h, pad) = (640.0, 320.0, 40.0);
-    let n = log.len().max(2) as f64;
-    let max_loss = log.iter().map(|p| p.loss).fold(1e-9, f64::max);
-    let x = |step: usize| pad + (w - 2.0 * pad) * (step as f64 - 1.0) / (n - 1.0);
-    let y = |v: f64, max: f64| h - pad - (h - 2.0 * pad) * (v / max).clamp(0.0, 1.0);
-    let loss: Vec<String> = log
-        .iter()
-        .map(|p| format!("{:.1},{:.1}", x(p.step), y(p.loss, max_loss)))
-        .collect();
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{pad}\" y=\"20\" font-size=\"12\">loss (blue, max {max_loss:.3}) and dev accuracy (red, 0-100%) over {} steps</text>\n\
-         <polyline fill=\"none\" stroke=\"steelblue\" points=\"{}\"/>\n",
-        log.len(),
-        loss.join(" ")
-    );
-    for d in dev {
-        svg += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"crimson\"/>\n",
-            x(d.step),
-            y(d.accuracy, 1.0)
-        );
-    }
-    svg + "</svg>\n"
-}
-
-/// Runs `race-eval train`.
+/// Runs `race-eval train` (and `distill`, with `opts.teachers`): the steps below, in order.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let cfg = &opts.config;
-    cfg.validate()?;
-    let model_dir = &opts.model;
-    for f in ["config.json", "tokenizer.json"] {
-        if !model_dir.join(f).is_file() {
-            bail!(
-                "--model {}: {f} is missing (expected a model folder with config.json, tokenizer.json and weights)",
-                model_dir.display()
-            );
-        }
-    }
-    head::refuse_head_as_model(model_dir)?;
-    let base_config = ModelConfig::from_file(&model_dir.join("config.json"))?;
-    // A smaller student (`distill --student-layers`): fewer layers than the model folder's.
-    let (base_config, student): (ModelConfig, Option<StudentInit>) =
-        match cfg.distill.as_ref().and_then(|d| d.student_layers) {
-            Some(n) => {
-                let (c, s) = distill::student_init(&base_config, n)?;
-                (c, Some(s))
-            }
-            None => (base_config, None),
-        };
-    let config = effective_config(&base_config, cfg);
-    config.validate()?;
+    let mut cfg = opts.config.clone();
     if cfg.distill.is_some() != opts.teachers.is_some() {
         bail!("distillation needs both its settings (config.distill) and its soft targets (teachers); use `race-eval distill`");
     }
-    cfg.format.validate(config.max_sequence_len())?;
     if opts.split == opts.dev_split {
         bail!(
             "--split and --dev-split are both `{}`: pick a separate dev split to select checkpoints on",
             opts.split
         );
     }
+    let device = crate::device::parse(&opts.device)?;
+    let inputs = open_inputs(opts)?;
+    let (base_config, student) = student_config(&inputs.model, &cfg)?;
+    let config = effective_config(&base_config, &cfg);
+    config.validate()?;
+    cfg.format.validate(config.max_sequence_len())?;
+    let data = prepare_data(opts, &inputs)?;
+    if let Some(e) = &opts.epochs {
+        e.apply(&mut cfg, data.train.questions.len())?;
+    }
+    cfg.validate()?;
+    let soft = soft_targets(opts, &cfg, &data)?;
+    let fingerprint = fingerprint(opts, &cfg, &inputs, &data)?;
+    let output = OutputFolder::prepare(opts, &cfg, &inputs, student.as_ref(), &data)?;
+    let built = build_objective(opts, &cfg, &config, &inputs, &student, data, soft, &device)?;
+    let start = output.resume_or_start(
+        opts.resume,
+        &fingerprint,
+        &cfg,
+        built.objective.as_ref(),
+        &device,
+    )?;
+    run_loop(opts, &cfg, built, start, &output)
+}
 
-    let train_ds = load_split(opts, &opts.split, "--split")?;
-    let dev_ds = load_split(opts, &opts.dev_split, "--dev-split")?;
-    let train_y = labels_of(&train_ds.questions, "training")?;
-    let dev_y = labels_of(&dev_ds.questions, "dev")?;
+/// The model and both splits, opened once.
+pub struct Inputs {
+    pub model: OpenedModel,
+    pub train: OpenedData,
+    pub dev: OpenedData,
+}
+
+/// Step 1: open the model (a folder or a Hub id; never a head folder) and the two splits.
+pub fn open_inputs(opts: &TrainOptions) -> Result<Inputs> {
+    let hub = open::hub_config(opts.quiet);
+    let model = open::open_model(&opts.model, opts.revision.as_deref(), &hub)?;
+    model.require_whole_model("--model")?;
+    let train = open::open_data(&opts.data, &opts.split, opts.level, &hub)
+        .with_context(|| format!("--split {}", opts.split))?;
+    let dev = open::open_data(&opts.data, &opts.dev_split, opts.level, &hub)
+        .with_context(|| format!("--dev-split {}", opts.dev_split))?;
+    Ok(Inputs { model, train, dev })
+}
+
+/// The model's config, or a smaller student's (`distill --student-layers`).
+fn student_config(
+    model: &OpenedModel,
+    cfg: &TrainConfig,
+) -> Result<(ModelConfig, Option<StudentInit>)> {
+    match cfg.distill.as_ref().and_then(|d| d.student_layers) {
+        Some(n) => {
+            let (c, s) = student::student_init(&model.config, n)?;
+            Ok((c, Some(s)))
+        }
+        None => Ok((model.config.clone(), None)),
+    }
+}
+
+/// Both splits loaded, labelled and tokenised, each once.
+pub struct TrainData {
+    pub train: data::Dataset,
+    pub dev: data::Dataset,
+    pub features: SplitFeatures,
+    pub train_hash: String,
+    pub dev_hash: String,
+    /// Options per question (the same in both splits).
+    pub choices: usize,
+}
+
+/// Tokenised questions and gold labels of both splits.
+pub struct SplitFeatures {
+    pub train: Vec<Features>,
+    pub dev: Vec<Features>,
+    pub train_y: Vec<u32>,
+    pub dev_y: Vec<u32>,
+}
+
+/// Step 2: load both splits (strictly: a training run never skips questions), label and
+/// tokenise them.
+pub fn prepare_data(opts: &TrainOptions, inputs: &Inputs) -> Result<TrainData> {
+    let train = inputs
+        .train
+        .load(opts.level, false)
+        .with_context(|| format!("--split {}", opts.split))?;
+    let dev = inputs
+        .dev
+        .load(opts.level, false)
+        .with_context(|| format!("--dev-split {}", opts.dev_split))?;
+    let train_y = labels_of(&train.questions, "training")?;
+    let dev_y = labels_of(&dev.questions, "dev")?;
     let (tc, dc) = (
-        train_ds.questions[0].options.len(),
-        dev_ds.questions[0].options.len(),
+        train.questions[0].options.len(),
+        dev.questions[0].options.len(),
     );
     if tc != dc {
         bail!("the training questions have {tc} options but the dev questions {dc}");
     }
+    let encoder = TextEncoder::new(inputs.model.load_tokenizer()?)?;
+    let format = &opts.config.format;
+    let features = SplitFeatures {
+        train: encoder.encode_all(&train.questions, format)?,
+        dev: encoder.encode_all(&dev.questions, format)?,
+        train_y,
+        dev_y,
+    };
+    Ok(TrainData {
+        train_hash: data_hash(&train, &opts.split, opts.level)?,
+        dev_hash: data_hash(&dev, &opts.dev_split, opts.level)?,
+        train,
+        dev,
+        features,
+        choices: tc,
+    })
+}
 
-    let encoder = TextEncoder::from_file(&model_dir.join("tokenizer.json"))?;
-    let train_f = encoder.encode_all(&train_ds.questions, &cfg.format)?;
-    let dev_f = encoder.encode_all(&dev_ds.questions, &cfg.format)?;
-    let weight_files = weights::find_weight_files(model_dir)?;
-    let weights_hash = crate::hash::sha256_files(&weight_files)?;
-    let train_hash = data_hash(&train_ds, &opts.split, opts.level)?;
-    let dev_hash = data_hash(&dev_ds, &opts.dev_split, opts.level)?;
+/// The teachers' probabilities for each training question, in training order.
+fn soft_targets(
+    opts: &TrainOptions,
+    cfg: &TrainConfig,
+    data: &TrainData,
+) -> Result<Option<SoftTargets>> {
+    let (Some(d), Some(t)) = (&cfg.distill, &opts.teachers) else {
+        return Ok(None);
+    };
+    let probs = data
+        .train
+        .questions
+        .iter()
+        .map(|q| {
+            t.probs.get(&q.id).cloned().with_context(|| {
+                format!(
+                    "the soft targets have no entry for training question `{}` of --data {}",
+                    q.id,
+                    opts.data.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(SoftTargets {
+        alpha: d.alpha,
+        temperature: d.temperature,
+        probs,
+    }))
+}
+
+/// Step 3: what a checkpoint must match to be resumed: the settings, the weights, both splits
+/// and the teachers' targets (not where any of them were read from).
+pub fn fingerprint(
+    opts: &TrainOptions,
+    cfg: &TrainConfig,
+    inputs: &Inputs,
+    data: &TrainData,
+) -> Result<String> {
     let mut parts = vec![
         serde_json::to_string(cfg)?,
-        weights_hash.clone(),
-        train_hash.clone(),
-        dev_hash.clone(),
+        inputs.model.weights_hash()?.to_string(),
+        data.train_hash.clone(),
+        data.dev_hash.clone(),
     ];
-    // The teachers' answers are data too: other targets, another run.
-    let soft = match (&cfg.distill, &opts.teachers) {
-        (Some(d), Some(t)) => {
-            parts.push(t.hash.clone());
-            let probs = train_ds
-                .questions
-                .iter()
-                .map(|q| {
-                    t.probs.get(&q.id).cloned().with_context(|| {
-                        format!(
-                            "the soft targets have no entry for training question `{}` of --data {}",
-                            q.id,
-                            opts.data.display()
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Some(SoftTargets {
-                alpha: d.alpha,
-                temperature: d.temperature,
-                probs,
-            })
-        }
-        _ => None,
-    };
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let fingerprint = crate::hash::sha256_parts(&parts);
-
-    std::fs::create_dir_all(&opts.output)
-        .with_context(|| format!("cannot create --output {}", opts.output.display()))?;
-    let ckpt_dir = checkpoint::dir_of(&opts.output);
-    if !opts.resume && (ckpt_dir.exists() || ckpt_dir.with_file_name("checkpoint.old").exists()) {
-        bail!(
-            "--output {} already holds a training checkpoint: pass --resume to continue it, or choose another --output",
-            opts.output.display()
-        );
+    if let Some(t) = &opts.teachers {
+        parts.push(t.hash.clone());
     }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Ok(crate::hash::sha256_parts(&parts))
+}
 
-    let device = &opts.device;
-    let pad = config.pad_token_id;
-    let h = config.hidden_size;
-    let mut cache_hit = None;
-    let objective: Box<dyn Objective> = match cfg.mode {
-        Mode::Full => {
-            let varmap = VarMap::new();
-            let map = student.as_ref().and_then(|s| s.layer_map.as_deref());
-            let model = build_student(&weight_files, &config, device, Some(&varmap), map)?;
-            Box::new(FullModel {
+/// What the loop trains.
+pub struct Built {
+    pub objective: Box<dyn Objective>,
+    /// Whether the head-only features came from the cache.
+    pub cache_hit: Option<bool>,
+    /// Options per question (for the collapse-to-chance warning).
+    pub choices: usize,
+    /// For the caller to show (a stale feature cache).
+    pub warnings: Vec<String>,
+}
+
+/// Step 4: the objective: the whole model, or a head over features the frozen backbone
+/// computes once and caches on disk.
+#[allow(clippy::too_many_arguments)]
+pub fn build_objective(
+    opts: &TrainOptions,
+    cfg: &TrainConfig,
+    config: &ModelConfig,
+    inputs: &Inputs,
+    student: &Option<StudentInit>,
+    data: TrainData,
+    soft: Option<SoftTargets>,
+    device: &Device,
+) -> Result<Built> {
+    let weight_files = &inputs.model.weight_files;
+    let SplitFeatures {
+        train,
+        dev,
+        train_y,
+        dev_y,
+    } = data.features;
+    if cfg.mode == Mode::Full {
+        let varmap = VarMap::new();
+        let map = student.as_ref().and_then(|s| s.layer_map.as_deref());
+        let model = build_student(weight_files, config, device, Some(&varmap), map)?;
+        return Ok(Built {
+            objective: Box::new(FullModel {
                 model,
                 varmap,
                 train: Split {
-                    features: train_f,
+                    features: train,
                     labels: train_y,
                 },
                 dev: Split {
-                    features: dev_f,
+                    features: dev,
                     labels: dev_y,
                 },
-                pad_id: pad,
+                pad_id: config.pad_token_id,
                 device: device.clone(),
                 eval_batch_size: opts.eval_batch_size,
                 soft,
-            })
-        }
-        mode => {
-            let kind = if mode == Mode::HeadPooler {
-                FeatureKind::Cls
-            } else {
-                FeatureKind::Pooled
-            };
-            let ckpt = weights::Checkpoint::load(&weight_files, config.family)?;
-            let dense = config.family.head().dense;
-            if kind == FeatureKind::Pooled && ckpt.get(&format!("{dense}.weight")).is_none() {
-                bail!(
-                    "--model {}: the checkpoint has no `{dense}`, so pooled features would be random; train it too with --train-pooler",
-                    model_dir.display()
-                );
-            }
-            drop(ckpt);
-            let model = build_model(&weight_files, &config, device, None)?;
-            let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| {
-                opts.output
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(".cache")
-            });
-            let mut features = |f: &[crate::features::Features], hash: &str, what: &str| {
-                let path = cache::cache_path(&cache_dir, &weights_hash, hash, &cfg.format, kind);
-                let (x, hit) = cache::load_or_compute(&path, f.len(), || {
-                    let b = if opts.quiet {
-                        ProgressBar::hidden()
-                    } else {
-                        crate::progress::questions(f.len() as u64, false, what)
-                    };
-                    let x = cache::compute(
-                        &model,
-                        f,
-                        kind,
-                        opts.eval_batch_size,
-                        pad,
-                        device,
-                        Some(&b),
-                    );
-                    b.finish_and_clear();
-                    x
-                })?;
-                cache_hit = Some(cache_hit.unwrap_or(true) && hit);
-                anyhow::Ok(x)
-            };
-            let train_x = features(&train_f, &train_hash, "caching train features")?;
-            let dev_x = features(&dev_f, &dev_hash, "caching dev features")?;
-            let (dense_w, dense_b) = (format!("{dense}.weight"), format!("{dense}.bias"));
-            let mut names = vec![
-                ("classifier.weight", vec![1, h]),
-                ("classifier.bias", vec![1]),
-            ];
-            if kind == FeatureKind::Cls {
-                names.push((dense_w.as_str(), vec![h, h]));
-                names.push((dense_b.as_str(), vec![h]));
-            }
-            let varmap = head_init(&weight_files, &config, &names, cfg.seed, device)?;
-            let get = |n: &str| varmap.data().lock().unwrap()[n].as_tensor().clone();
-            let pooler = (kind == FeatureKind::Cls).then(|| {
-                (
-                    get(&dense_w),
-                    get(&dense_b),
-                    config.family.head().activation,
-                )
-            });
-            let classifier = (get("classifier.weight"), get("classifier.bias"));
-            Box::new(Head {
-                pooler,
-                classifier,
-                varmap,
-                classifier_dropout: config.classifier_dropout(),
-                train_x: train_x.to_device(device)?,
-                train_y,
-                dev_x: dev_x.to_device(device)?,
-                dev_y,
-                soft,
-            })
-        }
+            }),
+            cache_hit: None,
+            choices: data.choices,
+            warnings: Vec::new(),
+        });
+    }
+    let kind = if cfg.mode == Mode::HeadPooler {
+        FeatureKind::Cls
+    } else {
+        FeatureKind::Pooled
     };
+    let dense = config.family.head().dense;
+    if kind == FeatureKind::Pooled {
+        let ckpt = weights::Checkpoint::load(weight_files, config.family)?;
+        if ckpt.get(&format!("{dense}.weight")).is_none() {
+            bail!(
+                "--model {}: the checkpoint has no `{dense}`, so pooled features would be random; train it too with --train-pooler",
+                opts.model
+            );
+        }
+    }
+    let model = build_model(weight_files, config, device, None)?;
+    let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| {
+        opts.output
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".cache")
+    });
+    let weights_hash = inputs.model.weights_hash()?;
+    let pad = config.pad_token_id;
+    let mut cache_hit = None;
+    let mut warnings = Vec::new();
+    let mut cached = |f: &[Features], hash: &str, what: &str| {
+        let path = cache::cache_path(&cache_dir, weights_hash, hash, &cfg.format, kind);
+        let c = cache::load_or_compute(&path, f.len(), || {
+            let b = crate::progress::questions(f.len() as u64, opts.quiet, what);
+            let x = cache::compute(&model, f, kind, opts.eval_batch_size, pad, device, Some(&b));
+            b.finish_and_clear();
+            x
+        })?;
+        cache_hit = Some(cache_hit.unwrap_or(true) && c.hit);
+        warnings.extend(c.warning);
+        anyhow::Ok(c.features)
+    };
+    let train_x = cached(&train, &data.train_hash, "caching train features")?;
+    let dev_x = cached(&dev, &data.dev_hash, "caching dev features")?;
+    let h = config.hidden_size;
+    let (dense_w, dense_b) = (format!("{dense}.weight"), format!("{dense}.bias"));
+    let mut names = vec![
+        ("classifier.weight", vec![1, h]),
+        ("classifier.bias", vec![1]),
+    ];
+    if kind == FeatureKind::Cls {
+        names.push((dense_w.as_str(), vec![h, h]));
+        names.push((dense_b.as_str(), vec![h]));
+    }
+    let varmap = head_init(weight_files, config, &names, cfg.seed, device)?;
+    let get = |n: &str| varmap.data().lock().unwrap()[n].as_tensor().clone();
+    let pooler = (kind == FeatureKind::Cls).then(|| {
+        (
+            get(&dense_w),
+            get(&dense_b),
+            config.family.head().activation,
+        )
+    });
+    let classifier = (get("classifier.weight"), get("classifier.bias"));
+    Ok(Built {
+        objective: Box::new(Head {
+            pooler,
+            classifier,
+            varmap,
+            classifier_dropout: config.classifier_dropout(),
+            train_x: train_x.to_device(device)?,
+            train_y,
+            dev_x: dev_x.to_device(device)?,
+            dev_y,
+            soft,
+        }),
+        cache_hit,
+        choices: data.choices,
+        warnings,
+    })
+}
 
-    let vars = objective.vars();
-    let mut opt = AdamW::new(vars.clone(), cfg.adamw)?;
-    let mut state = CheckpointState {
-        step: 0,
-        fingerprint: fingerprint.clone(),
-        loss_log: Vec::new(),
-        dev_history: Vec::new(),
-        best: None,
-    };
-    if opts.resume {
-        let (saved, weights, moments) = checkpoint::load(&ckpt_dir)?;
+/// Step 5: the output folder: config.json (a smaller student's), the tokenizer files, and
+/// meta.json from the start; checkpoints while training; `--resume` or a refusal to overwrite.
+pub struct OutputFolder {
+    pub dir: PathBuf,
+    pub ckpt_dir: PathBuf,
+    /// `head.safetensors` or `model.safetensors`.
+    pub weights_file: &'static str,
+    /// meta.json without the run's progress (filled in by [`OutputFolder::meta`]).
+    template: HeadMeta,
+}
+
+impl OutputFolder {
+    pub fn prepare(
+        opts: &TrainOptions,
+        cfg: &TrainConfig,
+        inputs: &Inputs,
+        student: Option<&StudentInit>,
+        data: &TrainData,
+    ) -> Result<Self> {
+        let dir = opts.output.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create --output {}", dir.display()))?;
+        let ckpt_dir = checkpoint::dir_of(&dir);
+        if !opts.resume && (ckpt_dir.exists() || ckpt_dir.with_file_name("checkpoint.old").exists())
+        {
+            bail!(
+                "--output {} already holds a training checkpoint: pass --resume to continue it, or choose another --output",
+                dir.display()
+            );
+        }
+        let model = &inputs.model;
+        for file in model.tokenizer.files() {
+            let name = file
+                .file_name()
+                .context("a tokenizer file without a name")?;
+            std::fs::copy(&file, dir.join(name))
+                .with_context(|| format!("cannot copy {} into --output", file.display()))?;
+        }
+        let config_text = std::fs::read_to_string(model.dir.join("config.json"))?;
+        let config_text = match student {
+            Some(s) => student::student_config_json(&config_text, s.layers)?,
+            None => config_text,
+        };
+        files::write_text(&dir.join("config.json"), &config_text)?;
+        let weights_file = if cfg.mode.is_head() {
+            heads::HEAD_FILE
+        } else {
+            heads::MODEL_FILE
+        };
+        let distill = opts.teachers.as_ref().map(|t| DistillMeta {
+            teachers: t.sources.clone(),
+            soft_targets_file: targets::SOFT_TARGETS_FILE.to_string(),
+            soft_targets_hash: t.hash.clone(),
+            student: student.cloned(),
+        });
+        let template = HeadMeta {
+            race_eval_version: env!("CARGO_PKG_VERSION").to_string(),
+            mode: cfg.mode,
+            base_model: model.pinned(),
+            base_weights_hash: model.weights_hash()?.to_string(),
+            hidden_size: model.config.hidden_size,
+            weights_file: weights_file.to_string(),
+            data: opts.data.display().to_string(),
+            split: opts.split.clone(),
+            dev_split: opts.dev_split.clone(),
+            data_hash: data.train_hash.clone(),
+            dev_data_hash: data.dev_hash.clone(),
+            train_questions: data.train.questions.len(),
+            dev_questions: data.dev.questions.len(),
+            hyperparameters: serde_json::to_value(cfg)?,
+            steps_done: 0,
+            best: None,
+            dev_history: Vec::new(),
+            distill: distill.map(serde_json::to_value).transpose()?,
+        };
+        Ok(Self {
+            dir,
+            ckpt_dir,
+            weights_file,
+            template,
+        })
+    }
+
+    /// A fresh state and optimizer, or both read back from the checkpoint with `resume`
+    /// (refused when it was made with other settings, weights or data).
+    pub fn resume_or_start(
+        &self,
+        resume: bool,
+        fingerprint: &str,
+        cfg: &TrainConfig,
+        objective: &dyn Objective,
+        device: &Device,
+    ) -> Result<(CheckpointState, AdamW)> {
+        let vars = objective.vars();
+        let mut opt = AdamW::new(vars.clone(), cfg.adamw)?;
+        let fresh = CheckpointState {
+            step: 0,
+            fingerprint: fingerprint.to_string(),
+            loss_log: Vec::new(),
+            dev_history: Vec::new(),
+            best: None,
+        };
+        if !resume {
+            return Ok((fresh, opt));
+        }
+        let (mut saved, weights, moments) = checkpoint::load(&self.ckpt_dir)?;
         if saved.fingerprint != fingerprint {
             bail!(
                 "--resume: the checkpoint in {} was made with other settings, model weights or data; rerun with the same options, or train into another --output",
-                ckpt_dir.display()
+                self.ckpt_dir.display()
             );
         }
         for (name, var) in &vars {
             let t = weights.get(name).with_context(|| {
-                format!("the checkpoint in {} lacks `{name}`", ckpt_dir.display())
+                format!(
+                    "the checkpoint in {} lacks `{name}`",
+                    self.ckpt_dir.display()
+                )
             })?;
             var.set(&t.to_device(device)?)?;
         }
         opt.load_state(&moments, saved.step)?;
-        state = saved;
-        state.loss_log.retain(|p| p.step <= state.step);
+        saved.loss_log.retain(|p| p.step <= saved.step);
+        Ok((saved, opt))
     }
 
-    // The output folder: config, tokenizer and a meta.json from the start.
-    let weights_file = if cfg.mode.is_head() {
-        head::HEAD_FILE
-    } else {
-        head::MODEL_FILE
-    };
-    std::fs::copy(
-        model_dir.join("tokenizer.json"),
-        opts.output.join("tokenizer.json"),
-    )
-    .context("cannot copy tokenizer.json into --output")?;
-    let config_text = std::fs::read_to_string(model_dir.join("config.json"))?;
-    let config_text = match &student {
-        Some(s) => distill::student_config_json(&config_text, s.layers)?,
-        None => config_text,
-    };
-    files::write_text(&opts.output.join("config.json"), &config_text)?;
-    let distill_meta = opts.teachers.as_ref().map(|t| DistillMeta {
-        teachers: t.sources.clone(),
-        soft_targets_file: distill::SOFT_TARGETS_FILE.to_string(),
-        soft_targets_hash: t.hash.clone(),
-        student: student.clone(),
-    });
-    let meta = |state: &CheckpointState| HeadMeta {
-        race_eval_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: cfg.mode,
-        base_model: model_dir.display().to_string(),
-        base_weights_hash: weights_hash.clone(),
-        hidden_size: h,
-        weights_file: weights_file.to_string(),
-        data: opts.data.display().to_string(),
-        split: opts.split.clone(),
-        dev_split: opts.dev_split.clone(),
-        data_hash: train_hash.clone(),
-        dev_data_hash: dev_hash.clone(),
-        train_questions: train_ds.questions.len(),
-        dev_questions: dev_ds.questions.len(),
-        hyperparameters: cfg.clone(),
-        steps_done: state.step,
-        best: state.best,
-        dev_history: state.dev_history.clone(),
-        distill: distill_meta.clone(),
-    };
+    fn meta(&self, state: &CheckpointState) -> HeadMeta {
+        HeadMeta {
+            steps_done: state.step,
+            best: state.best,
+            dev_history: state.dev_history.clone(),
+            ..self.template.clone()
+        }
+    }
 
+    /// The best step's weights.
+    fn save_weights(&self, vars: &[(String, Var)]) -> Result<()> {
+        files::save_tensors(&self.dir.join(self.weights_file), &tensors_of(vars))
+    }
+
+    /// meta.json, loss.csv and loss.svg as of `state`.
+    fn save_records(&self, state: &CheckpointState) -> Result<()> {
+        files::write_json(&self.dir.join(heads::META_FILE), &self.meta(state))?;
+        write_loss_csv(
+            &self.dir.join("loss.csv"),
+            &state.loss_log,
+            &state.dev_history,
+        )?;
+        let loss: Vec<(usize, f64)> = state.loss_log.iter().map(|p| (p.step, p.loss)).collect();
+        let dev: Vec<(usize, f64)> = state
+            .dev_history
+            .iter()
+            .map(|d| (d.step, d.accuracy))
+            .collect();
+        files::write_text(
+            &self.dir.join("loss.svg"),
+            &crate::results::plot::loss_curve_svg(&loss, &dev),
+        )
+    }
+
+    /// A resumable checkpoint, then the records.
+    fn save_progress(
+        &self,
+        state: &CheckpointState,
+        opt: &AdamW,
+        vars: &[(String, Var)],
+    ) -> Result<()> {
+        checkpoint::save(
+            &self.ckpt_dir,
+            state,
+            &tensors_of(vars),
+            &opt.state_tensors(),
+        )?;
+        self.save_records(state)
+    }
+}
+
+/// Step 6: the loop: each optimizer step's batch from the seeded data order, gradients
+/// accumulated over micro-batches, dev accuracy every `eval_every` steps (the best step's
+/// weights kept), a checkpoint every `save_every` steps and at the end.
+pub fn run_loop(
+    opts: &TrainOptions,
+    cfg: &TrainConfig,
+    built: Built,
+    start: (CheckpointState, AdamW),
+    output: &OutputFolder,
+) -> Result<TrainReport> {
+    let objective = built.objective;
+    let (mut state, mut opt) = start;
+    let vars = objective.vars();
     let schedule = cfg.schedule();
     let mut order = DataOrder::new(cfg.seed, objective.train_len());
     let micro_sizes: Vec<usize> = (0..cfg.batch_size)
@@ -621,10 +831,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         .stop_after
         .map(|n| (first + n).min(cfg.total_steps))
         .unwrap_or(cfg.total_steps);
-    let mut warnings = Vec::new();
-    let save_checkpoint = |state: &CheckpointState, opt: &AdamW| {
-        checkpoint::save(&ckpt_dir, state, &tensors_of(&vars), &opt.state_tensors())
-    };
+    let choices = built.choices;
+    let mut warnings = built.warnings;
+    let mut collapsed = false;
     while state.step < stop {
         let step = state.step;
         let lr = schedule.lr(step);
@@ -648,11 +857,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             Ok(x) => x,
             Err(e) => {
                 progress.abandon();
-                let kept = if ckpt_dir.join("state.json").is_file() {
+                let kept = if output.ckpt_dir.join("state.json").is_file() {
                     format!(
                         "the last good checkpoint ({}) and best weights in {} are kept",
-                        ckpt_dir.display(),
-                        opts.output.display()
+                        output.ckpt_dir.display(),
+                        output.dir.display()
                     )
                 } else {
                     "no checkpoint had been saved yet".to_string()
@@ -674,14 +883,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         });
         progress.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
         progress.inc(1);
-        if warnings.is_empty() {
-            if let Some(w) = collapse_warning(&state.loss_log, cfg.warmup_steps, tc) {
+        if !collapsed {
+            if let Some(w) = collapse_warning(&state.loss_log, cfg.warmup_steps, choices) {
                 progress.println(format!("warning: {w}"));
                 warnings.push(w);
+                collapsed = true;
             }
         }
-
-        let last = state.step == stop;
         if state.step.is_multiple_of(cfg.eval_every) || state.step == cfg.total_steps {
             let accuracy = objective.dev_accuracy()?;
             let point = DevPoint {
@@ -696,35 +904,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             ));
             if state.best.is_none_or(|b| accuracy > b.accuracy) {
                 state.best = Some(point);
-                files::save_tensors(&opts.output.join(weights_file), &tensors_of(&vars))?;
+                output.save_weights(&vars)?;
             }
         }
-        if state.step.is_multiple_of(cfg.save_every) || last {
-            save_checkpoint(&state, &opt)?;
-            files::write_json(&opts.output.join(head::META_FILE), &meta(&state))?;
-            write_loss_csv(
-                &opts.output.join("loss.csv"),
-                &state.loss_log,
-                &state.dev_history,
-            )?;
-            files::write_text(
-                &opts.output.join("loss.svg"),
-                &loss_svg(&state.loss_log, &state.dev_history),
-            )?;
+        if state.step.is_multiple_of(cfg.save_every) || state.step == stop {
+            output.save_progress(&state, &opt, &vars)?;
         }
     }
     progress.finish_and_clear();
     if state.step == first {
         // Nothing ran (already complete): still leave a consistent meta.json.
-        files::write_json(&opts.output.join(head::META_FILE), &meta(&state))?;
+        files::write_json(&output.dir.join(heads::META_FILE), &output.meta(&state))?;
     }
     Ok(TrainReport {
         steps_done: state.step,
         loss_log: state.loss_log,
         dev_history: state.dev_history,
         best: state.best,
-        cache_hit,
-        output: opts.output.clone(),
+        cache_hit: built.cache_hit,
+        output: output.dir.clone(),
         warnings,
     })
 }

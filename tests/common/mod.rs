@@ -551,3 +551,48 @@ pub fn race_parquet_bytes(rows: &[serde_json::Value], columns: &[&str]) -> Vec<u
     write_race_parquet(rows, &p, columns);
     std::fs::read(p).unwrap()
 }
+
+/// Runs the `race-eval` binary in `home` (its HF_HOME) against the Hub at `endpoint`, with no
+/// proxy or token from the environment; `offline` sets HF_HUB_OFFLINE.
+pub fn race_eval(
+    home: &Path,
+    endpoint: &str,
+    args: &[&str],
+    offline: bool,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_race-eval"));
+    // Run records (eval's results/) land in the test's temporary home, not the checkout.
+    cmd.args(args)
+        .current_dir(home)
+        .env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_TOKEN")
+        .env_remove("HUGGINGFACE_HUB_CACHE");
+    for p in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(p);
+    }
+    if offline {
+        cmd.env("HF_HUB_OFFLINE", "1");
+    } else {
+        cmd.env_remove("HF_HUB_OFFLINE");
+    }
+    cmd.output().unwrap()
+}
+
+pub fn ok(out: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "race-eval failed: {text}");
+    text
+}

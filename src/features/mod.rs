@@ -11,6 +11,14 @@
 //! does (tokenizer.json's `post_processor`: RoBERTa's `<s> A </s></s> B </s>` with type ids 0,
 //! BERT's template, …): [`PairTemplate`] reads that layout off the post-processor itself, and
 //! the article's budget is `max_seq_len` minus the template's special tokens minus the QA.
+//!
+//! Loading a tokenizer is here too: [`tokenizer`] (which file a model folder has) and
+//! [`spiece`] (SentencePiece models converted as transformers' `AlbertConverter` does).
+
+pub mod spiece;
+pub mod tokenizer;
+
+pub use tokenizer::TokenizerFile;
 
 use std::collections::HashMap;
 use std::path::Path;

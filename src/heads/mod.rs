@@ -1,20 +1,47 @@
-//! The output folder of `train` (`heads/NAME/`) and loading it back for `eval`.
+//! Head folders: the output folder of `train` and `distill` (`heads/NAME/`), its provenance
+//! (`meta.json`), and loading its tensors back over a base model. Below both `eval` (which
+//! loads heads) and `train` (which writes them); it knows neither.
 //!
 //! Layout: `head.safetensors` (head-only: the classifier, and the pooler with `--train-pooler`)
 //! or `model.safetensors` (full: every weight, so the folder is a model folder itself),
-//! `meta.json`, `config.json`, `tokenizer.json`, `loss.csv`, and `checkpoint/` while training.
+//! `meta.json`, `config.json`, the tokenizer (`tokenizer.json`, or `spiece.model` with
+//! `tokenizer_config.json`), `loss.csv`, `loss.svg`, and `checkpoint/` while training.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::files;
-use super::trainer::DevPoint;
-use super::{Mode, TrainConfig};
 use crate::model::ModelConfig;
+
+pub mod files;
+
+/// What a head folder holds, and so how a run trained it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Every weight trains.
+    Full,
+    /// Frozen backbone; the classifier trains on cached pooled features.
+    HeadOnly,
+    /// Frozen encoder; pooler and classifier train on cached [CLS] hidden states.
+    HeadPooler,
+}
+
+impl Mode {
+    pub fn is_head(self) -> bool {
+        self != Mode::Full
+    }
+}
+
+/// Dev accuracy after an optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DevPoint {
+    pub step: usize,
+    pub accuracy: f64,
+}
 
 pub const HEAD_FILE: &str = "head.safetensors";
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -24,7 +51,8 @@ pub const META_FILE: &str = "meta.json";
 pub struct HeadMeta {
     pub race_eval_version: String,
     pub mode: Mode,
-    /// The base model folder as given to `train`.
+    /// The base model as `train` opened it: a folder, or a Hub id pinned to the commit
+    /// (`ORG/NAME@COMMIT`), so that the head folder reopens exactly that model.
     pub base_model: String,
     /// SHA-256 of the base model's weight files.
     pub base_weights_hash: String,
@@ -37,14 +65,15 @@ pub struct HeadMeta {
     pub dev_data_hash: String,
     pub train_questions: usize,
     pub dev_questions: usize,
-    pub hyperparameters: TrainConfig,
+    /// The run's settings (`train::TrainConfig` as JSON).
+    pub hyperparameters: serde_json::Value,
     pub steps_done: usize,
     /// The step whose weights are saved (best dev accuracy).
     pub best: Option<DevPoint>,
     pub dev_history: Vec<DevPoint>,
     /// Set by `race-eval distill`: the teachers, the soft targets and how the student was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<super::distill::DistillMeta>,
+    pub distill: Option<serde_json::Value>,
 }
 
 pub fn read_meta(dir: &Path) -> Result<HeadMeta> {
@@ -58,21 +87,6 @@ pub fn read_meta(dir: &Path) -> Result<HeadMeta> {
     serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
 }
 
-/// `eval --model DIR` where DIR is a head-only folder: refused with the right command.
-pub fn refuse_head_as_model(dir: &Path) -> Result<()> {
-    if dir.join(HEAD_FILE).is_file() && !dir.join(MODEL_FILE).is_file() {
-        let base = read_meta(dir)
-            .map(|m| m.base_model)
-            .unwrap_or_else(|_| "BASE".into());
-        bail!(
-            "--model {}: this folder holds a head only (head-only training), not a whole model; use --model {base} --head {}",
-            dir.display(),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
 /// The head tensors (canonical names) to load over the base model with
 /// [`crate::model::LoadedModel::load_with_overrides`]: from a folder written by `race-eval train`
 /// (checked to have been trained on these base weights), or from a bare `.safetensors` file of
@@ -81,7 +95,7 @@ pub fn head_tensors(
     head_dir: &Path,
     base_dir: &Path,
     base_config: &ModelConfig,
-    base_weight_files: &[PathBuf],
+    base_weights_hash: &str,
 ) -> Result<HashMap<String, Tensor>> {
     if head_dir.is_file() {
         return head_file(head_dir, base_config);
@@ -97,7 +111,7 @@ pub fn head_tensors(
             base_config.hidden_size
         );
     }
-    let hash = crate::hash::sha256_files(base_weight_files)?;
+    let hash = base_weights_hash;
     if meta.mode.is_head() && hash != meta.base_weights_hash {
         bail!(
             "--head {} was trained on other base weights ({}, weights hash {}…) than --model {} (hash {}…): a head only works on the backbone it was trained with",
