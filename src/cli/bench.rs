@@ -216,8 +216,15 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let (model, config, tokenizer) = match presets::preset(&args.model) {
         None => {
             let opened = open::open_model(&args.model, args.revision.as_deref(), &hub)?;
-            let mut loaded =
-                LoadedModel::load(&opened.dir, args.runtime.dtype.dtype(), device, None)?;
+            let mut loaded = LoadedModel::from_files(
+                &opened.dir,
+                opened.config.clone(),
+                opened.weight_files.clone(),
+                args.runtime.dtype.dtype(),
+                device,
+                None,
+                Default::default(),
+            )?;
             if args.runtime.dtype == crate::model::Precision::Int8
                 && loaded.quantize_int8()?.is_none()
             {

@@ -112,8 +112,10 @@ pub fn evaluate_opened(
         Some(h) => heads::head_tensors(h, &model.dir, &config, model.weights_hash()?)?,
         None => Default::default(),
     };
-    let mut loaded = LoadedModel::load_with_overrides(
+    let mut loaded = LoadedModel::from_files(
         &model.dir,
+        config.clone(),
+        model.weight_files.clone(),
         req.precision.dtype(),
         &device,
         None,

@@ -104,6 +104,20 @@ impl LoadedModel {
     ) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let weight_files = weights::find_weight_files(dir)?;
+        Self::from_files(dir, config, weight_files, dtype, device, varmap, overrides)
+    }
+
+    /// As [`LoadedModel::load_with_overrides`], from a config and weight files already found
+    /// (by `open::open_model`), so nothing is parsed or searched twice.
+    pub fn from_files(
+        dir: &Path,
+        config: ModelConfig,
+        weight_files: Vec<PathBuf>,
+        dtype: DType,
+        device: &Device,
+        varmap: Option<&VarMap>,
+        overrides: HashMap<String, Tensor>,
+    ) -> Result<Self> {
         let mut ckpt = weights::Checkpoint::load(&weight_files, config.family)?;
         for (name, tensor) in overrides {
             ckpt.set(&name, tensor);

@@ -83,7 +83,7 @@ pub fn open_model(spec: &str, revision: Option<&str>, cfg: &HubConfig) -> Result
         if let Some(r) = revision {
             bail!("--revision {r} applies to Hub models, but --model {spec} is a local folder");
         }
-        return open_dir(spec, path, None);
+        return open_dir(spec, path, None, cfg);
     }
     if looks_local(spec) || !hub::is_repo_id(spec.rsplit_once('@').map_or(spec, |(id, _)| id)) {
         bail!(
@@ -95,7 +95,7 @@ pub fn open_model(spec: &str, revision: Option<&str>, cfg: &HubConfig) -> Result
     let (dir, commit) = fetch_model(&repo, cfg, false).with_context(|| {
         format!("--model {spec}: no local folder of that name, so it was taken as a Hub model id")
     })?;
-    open_dir(spec, &dir, Some((repo, commit)))
+    open_dir(spec, &dir, Some((repo, commit)), cfg)
 }
 
 /// Only `config.json` of a model (for `info`): a local folder or file, or a Hub model whose
@@ -132,7 +132,12 @@ fn looks_local(spec: &str) -> bool {
     path.is_absolute() || spec.starts_with('.') || spec.matches('/').count() > 1 || path.exists()
 }
 
-fn open_dir(spec: &str, dir: &Path, hub: Option<(RepoRef, String)>) -> Result<OpenedModel> {
+fn open_dir(
+    spec: &str,
+    dir: &Path,
+    hub: Option<(RepoRef, String)>,
+    cfg: &HubConfig,
+) -> Result<OpenedModel> {
     let trained = dir
         .join(heads::META_FILE)
         .is_file()
@@ -148,7 +153,7 @@ fn open_dir(spec: &str, dir: &Path, hub: Option<(RepoRef, String)>) -> Result<Op
                 heads::META_FILE
             )
         })?;
-        let mut base = open_model(&meta.base_model, None, &HubConfig::from_env()).with_context(|| {
+        let mut base = open_model(&meta.base_model, None, cfg).with_context(|| {
             format!(
                 "--model {spec} is a head trained on {}, which cannot be opened from here; pass --model BASE --head {spec}",
                 meta.base_model
