@@ -3,7 +3,7 @@
 //!
 //! The layers, lowest first (imports run one way; `tests/layers.rs` checks it):
 //!
-//! 1. [`hash`], [`device`], [`progress`]: small shared utilities; [`hub`]: the Hugging Face
+//! 1. [`hash`], [`device`], [`progress`], [`paths`]: small shared utilities; [`hub`]: the Hugging Face
 //!    Hub's cache and transfers, knowing nothing of models or RACE.
 //! 2. [`model`] (the encoders in candle) and [`data`] (RACE loaders and validation), with
 //!    [`metrics`] (accuracy) and [`stats`] (intervals, paired tests).
@@ -29,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod model;
 pub mod open;
+pub mod paths;
 pub mod progress;
 pub mod results;
 pub mod stats;

@@ -95,6 +95,23 @@ fn a_student_follows_its_teacher_against_the_labels() -> anyhow::Result<()> {
         text += &(p.to_string() + "\n");
     }
     std::fs::write(&preds, text)?;
+    // The record's numbers follow its predictions (every answer is now wrong), or the run
+    // would be refused as edited.
+    let summary = run.join("summary.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary)?)?;
+    for level in ["overall", "middle", "high", "other"] {
+        let score = &mut s["accuracy"][level];
+        if score.is_object() {
+            let total = score["total"].as_u64().unwrap();
+            score["correct"] = 0.into();
+            score["accuracy"] = if total > 0 {
+                0.0.into()
+            } else {
+                serde_json::Value::Null
+            };
+        }
+    }
+    std::fs::write(&summary, s.to_string())?;
 
     let out = tmp.path().join("heads/student");
     let train = TrainOptions {

@@ -645,7 +645,10 @@ fn a_repo_with_only_spiece_model_gets_a_converted_tokenizer() {
             ..
         }
     ));
-    let ours = m.load_tokenizer().unwrap();
+    // The conversion alone: the real 30k vocabulary does not fit tiny-albert's 800 rows, which
+    // `load_tokenizer` refuses (the fixture only pairs them to serve a spiece-only repo).
+    let ours = m.tokenizer.load().unwrap();
+    assert!(m.load_tokenizer().is_err());
     let theirs = tokenizers::Tokenizer::from_file(reference).unwrap();
     let text = "The ``quick'' brown fox -- Café, 1,000 (or 2,000) £5!";
     assert_eq!(
@@ -709,4 +712,64 @@ fn a_gated_repo_says_to_accept_its_conditions() {
         "{e}"
     );
     assert!(e.contains("race-eval/gated"), "{e}");
+}
+
+/// Overwrites the blob behind a snapshot file (as a disk error or a stray edit would).
+fn tamper(snapshot_file: &Path) {
+    let blob = std::fs::canonicalize(snapshot_file).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+}
+
+#[test]
+fn a_cached_blob_changed_after_download_is_fetched_again_or_refused_offline() {
+    let server = fixture_hub();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(&server, home.path());
+    let m = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
+    let weights = m.dir.join("model.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    let data = data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
+    let parquet = data.join("test-00000-of-00001.parquet");
+    let good_parquet = std::fs::read(&parquet).unwrap();
+
+    // Offline, a damaged blob is refused, naming the file and what to do.
+    tamper(&weights);
+    tamper(&parquet);
+    let offline = HubConfig {
+        offline: true,
+        ..cfg.clone()
+    };
+    let e = open::open_model("race-eval/tiny-albert", None, &offline)
+        .unwrap_err()
+        .chain_text();
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("damaged")
+            && e.contains("race-eval download"),
+        "{e}"
+    );
+    let e = data_spec("hub:race-eval/race-sample", "test", &offline)
+        .unwrap_err()
+        .chain_text();
+    assert!(
+        e.contains("test-00000-of-00001.parquet") && e.contains("damaged"),
+        "{e}"
+    );
+
+    // Online, it is deleted and fetched again: the file is whole once more.
+    let m = open::open_model("race-eval/tiny-albert", None, &cfg).unwrap();
+    assert_eq!(
+        std::fs::read(m.dir.join("model.safetensors")).unwrap(),
+        good
+    );
+    data_spec("hub:race-eval/race-sample", "test", &cfg).unwrap();
+    assert_eq!(std::fs::read(&parquet).unwrap(), good_parquet);
+
+    // `download` checks what it finds in the cache too.
+    tamper(&weights);
+    open::download("race-eval/tiny-albert", None, &cfg).unwrap();
+    assert_eq!(std::fs::read(&weights).unwrap(), good);
 }

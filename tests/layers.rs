@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Small shared utilities any layer above them may use.
-const UTILITIES: &[&str] = &["hash", "device", "progress"];
+const UTILITIES: &[&str] = &["hash", "device", "progress", "paths"];
 
 /// What each top-level module may import (besides [`UTILITIES`]): model and data at the
 /// bottom, tokenisation above data, head folders, the one door (`open`), results knowing only
@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hash", &[]),
     ("device", &[]),
     ("progress", &[]),
+    ("paths", &[]),
     ("stats", &[]),
     ("hub", &[]),
     ("model", &[]),

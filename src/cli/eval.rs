@@ -33,11 +33,26 @@ impl EvalArgs {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let req = args.request();
+    // Refused before any work when it is plainly the data file; after loading, against every
+    // file the run read.
+    if let Some(p) = &args.predictions {
+        crate::paths::refuse_overwrite(
+            p,
+            "--predictions",
+            std::slice::from_ref(&args.data),
+            false,
+        )?;
+    }
     let out = eval::pipeline::evaluate(&req)?;
     for w in &out.warnings {
-        eprintln!("{w}");
+        // -q: one line per warning (the skipped questions' list stays in the run record).
+        match args.quiet {
+            true => eprintln!("{}", w.lines().next().unwrap_or_default()),
+            false => eprintln!("{w}"),
+        }
     }
     if let Some(path) = &args.predictions {
+        crate::paths::refuse_overwrite(path, "--predictions", &out.inputs(), false)?;
         crate::results::write_predictions(path, &out.predictions)?;
     }
     let run_dir = eval::pipeline::write_record(&req, &out, &args.record.output_dir)?;

@@ -16,12 +16,24 @@ pub struct LeaderboardArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Folder of local runs (as written by `race-eval eval`)
-    #[arg(long, value_name = "DIR", default_value = "results")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_RESULTS_DIR)]
     pub results_dir: PathBuf,
 }
 
+const DEFAULT_RESULTS_DIR: &str = "results";
+
 pub fn run(args: &LeaderboardArgs) -> Result<()> {
-    let (local, problems) = list_runs(&args.results_dir)?;
+    // The default folder may not exist yet (no eval run so far): the published rows alone. A
+    // folder the user named must exist.
+    let default = args.results_dir == std::path::Path::new(DEFAULT_RESULTS_DIR);
+    let (local, problems) = if default && !args.results_dir.exists() {
+        eprintln!(
+            "note: no local runs ({DEFAULT_RESULTS_DIR}/ does not exist yet): published results only"
+        );
+        (Vec::new(), Vec::new())
+    } else {
+        list_runs(&args.results_dir)?
+    };
     for p in problems {
         eprintln!("warning: {p}");
     }

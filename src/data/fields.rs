@@ -44,10 +44,38 @@ pub fn string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, F
 /// A non-empty string (after trimming white space).
 pub fn text<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, FieldError> {
     let s = string(obj, field)?;
-    if s.trim().is_empty() {
+    check_visible(s, field)?;
+    Ok(s)
+}
+
+/// Characters that show nothing: white space, zero-width and joiner characters, direction
+/// marks, the byte-order mark, soft hyphens.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{FEFF}'
+        )
+}
+
+/// A text a reader can see: not empty, not only white space or invisible characters.
+pub fn check_visible(s: &str, field: &str) -> Result<(), FieldError> {
+    if s.is_empty() {
         return Err(err(field, "is empty"));
     }
-    Ok(s)
+    if s.chars().all(invisible) {
+        return Err(err(
+            field,
+            format!("is empty: only white space or invisible characters ({s:?})"),
+        ));
+    }
+    Ok(())
 }
 
 pub fn array<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a Vec<Value>, FieldError> {
@@ -76,6 +104,9 @@ pub fn options(v: &Value, field: &str) -> Result<Vec<String>, FieldError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, o) in opts.iter().enumerate() {
+        check_visible(o, &format!("{field}[{i}]"))?;
+    }
     if opts.len() < 2 {
         return Err(err(
             field,

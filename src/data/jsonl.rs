@@ -1,6 +1,7 @@
 //! JSON lines with one question per line (`example_id`, `article`, `question`, `options`,
 //! `answer`), as the rows of the Hub's RACE dataset are.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ pub(super) fn parse_row(value: &Value) -> Result<Row, FieldError> {
     })?;
     let example_id = fields::text(obj, "example_id")?.to_string();
     let article = fields::text(obj, "article")?.to_string();
-    let question = fields::string(obj, "question")?.to_string();
+    let question = fields::text(obj, "question")?.to_string();
     let options = fields::options(
         obj.get("options").ok_or_else(|| missing("options"))?,
         "options",
@@ -55,31 +56,78 @@ fn missing(field: &str) -> FieldError {
 
 /// Turns rows into questions: numbers the questions of each passage in order and shares the
 /// article text between consecutive rows of the same passage.
+/// Rows in file order become questions: rows with one `example_id` are the questions of one
+/// passage (numbered in the order they come), which must share one article. An id reused for
+/// another article, or a row repeated (same passage, question and options), is an error naming
+/// both places.
 #[derive(Default)]
 pub struct RowCollector {
     questions: Vec<Question>,
-    last: Option<(String, Arc<str>, usize)>,
+    passages: HashMap<String, Passage>,
+}
+
+struct Passage {
+    article: Arc<str>,
+    next_index: usize,
+    first: Location,
+    /// (question, options) of each row so far, with where it was.
+    rows: HashMap<(String, Vec<String>), Location>,
 }
 
 impl RowCollector {
-    pub fn push(&mut self, row: Row) {
-        let (article, index) = match &self.last {
-            Some((id, art, n)) if *id == row.example_id && **art == *row.article => {
-                (art.clone(), n + 1)
-            }
-            _ => (Arc::<str>::from(row.article.as_str()), 0),
+    /// Adds `row`, read at `at`; an error (for the caller to report or skip) leaves it out.
+    pub fn push(&mut self, row: Row, at: Location) -> Result<(), Box<DataError>> {
+        let at = Location {
+            passage: Some(row.example_id.clone()),
+            ..at
         };
-        self.last = Some((row.example_id.clone(), article.clone(), index));
+        let passage = self
+            .passages
+            .entry(row.example_id.clone())
+            .or_insert_with(|| Passage {
+                article: Arc::from(row.article.as_str()),
+                next_index: 0,
+                first: at.clone(),
+                rows: HashMap::new(),
+            });
+        if *passage.article != *row.article {
+            return Err(Box::new(DataError::new(
+                at,
+                Some("example_id"),
+                format!(
+                    "`{}` was already used for another article ({}): give each passage its own example_id",
+                    row.example_id,
+                    where_(&passage.first)
+                ),
+                1,
+            )));
+        }
+        let key = (row.question.clone(), row.options.clone());
+        if let Some(first) = passage.rows.get(&key) {
+            return Err(Box::new(DataError::new(
+                at,
+                None,
+                format!(
+                    "this row repeats {} (same example_id, question and options): remove the duplicate",
+                    where_(first)
+                ),
+                1,
+            )));
+        }
+        passage.rows.insert(key, at.clone());
+        let index = passage.next_index;
+        passage.next_index += 1;
         self.questions.push(Question {
             id: Question::make_id(&row.example_id, index),
             level: Level::from_id(&row.example_id),
             passage_id: row.example_id,
             question_index: index,
-            article,
+            article: passage.article.clone(),
             question: row.question,
             options: row.options,
             label: row.label,
         });
+        Ok(())
     }
 
     pub fn finish(self) -> Vec<Question> {
@@ -87,16 +135,38 @@ impl RowCollector {
     }
 }
 
+/// `line 12` or `row 12` of the same file, for messages about an earlier row.
+fn where_(at: &Location) -> String {
+    match at.line {
+        Some(l) => format!("{}:{l}", at.file.display()),
+        None => at.file.display().to_string(),
+    }
+}
+
 pub fn load(path: &Path) -> Result<Dataset> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut rows = RowCollector::default();
     let mut skipped = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = Location::line(path, i + 1);
+        let line = match std::str::from_utf8(raw) {
+            Ok(l) => l.strip_suffix('\r').unwrap_or(l),
+            Err(e) => {
+                skipped.push(DataError::new(
+                    at,
+                    None,
+                    format!(
+                        "not valid UTF-8 at byte {} of the line: save the file as UTF-8",
+                        e.valid_up_to() + 1
+                    ),
+                    1,
+                ));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let at = Location::line(path, i + 1);
         let value: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
@@ -110,7 +180,11 @@ pub fn load(path: &Path) -> Result<Dataset> {
             }
         };
         match parse_row(&value) {
-            Ok(row) => rows.push(row),
+            Ok(row) => {
+                if let Err(e) = rows.push(row, at) {
+                    skipped.push(*e);
+                }
+            }
             Err(e) => {
                 let at = match value.get("example_id").and_then(Value::as_str) {
                     Some(id) => Location {

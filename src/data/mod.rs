@@ -202,6 +202,35 @@ impl DataSource {
     }
 }
 
+/// Invalid questions in a data set loaded without `skip_invalid`: the first problem, and how
+/// many more there are. The caller says what its command offers beyond fixing the data (eval's
+/// `--skip-invalid`).
+#[derive(Debug)]
+pub struct InvalidData {
+    pub problems: Vec<DataError>,
+    /// The file or folder read.
+    pub source: PathBuf,
+}
+
+impl std::fmt::Display for InvalidData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(first) = self.problems.first() {
+            write!(f, "{first}")?;
+        }
+        if self.problems.len() > 1 {
+            write!(
+                f,
+                " ({} more problems in {})",
+                self.problems.len() - 1,
+                self.source.display()
+            )?;
+        }
+        write!(f, "\nFix the data")
+    }
+}
+
+impl std::error::Error for InvalidData {}
+
 /// Loads `path` (a RACE tree or a JSON-lines file) for the options' split and level.
 ///
 /// Without `skip_invalid`, the first invalid question is an error naming file, line or passage,
@@ -219,13 +248,20 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
         }
     };
     ds.questions.retain(|q| opts.level.keeps(q.level));
+    // Problems are counted within the level filter too (where the row names its passage).
+    if opts.level != LevelFilter::All {
+        ds.skipped.retain(|e| {
+            e.at.passage
+                .as_deref()
+                .is_none_or(|p| opts.level.keeps(Level::from_id(p)))
+        });
+    }
     if !ds.skipped.is_empty() && !opts.skip_invalid {
-        let first = &ds.skipped[0];
-        let more = match ds.skipped.len() {
-            1 => String::new(),
-            n => format!(" ({} more problems in {})", n - 1, source.display()),
-        };
-        bail!("{first}{more}\nFix the data, or pass --skip-invalid to leave out invalid questions and report them.");
+        return Err(InvalidData {
+            problems: ds.skipped,
+            source,
+        }
+        .into());
     }
     if ds.questions.is_empty() {
         bail!(

@@ -146,7 +146,11 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
             }
             let value = Value::Object(obj);
             match parse_row(&value) {
-                Ok(r) => rows.push(r),
+                Ok(r) => {
+                    if let Err(e) = rows.push(r, Location::line(path, i + 1)) {
+                        skipped.push(*e);
+                    }
+                }
                 Err(e) => {
                     let mut at = Location::line(path, i + 1);
                     at.passage = value

@@ -1,6 +1,7 @@
 //! RACE's original tree: `{middle,high}/*.txt`, each file one JSON object per passage with
 //! `article`, `questions`, `options`, `answers` and `id`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,13 +34,14 @@ pub fn load(dir: &Path, filter: LevelFilter) -> Result<Dataset> {
     let mut questions = Vec::new();
     let mut skipped = Vec::new();
     let mut files = Vec::new();
+    let mut ids = HashMap::new();
     for level in [Level::Middle, Level::High] {
         let sub = dir.join(level.as_str());
         if !filter.keeps(level) || !sub.is_dir() {
             continue;
         }
         for file in passage_files(&sub)? {
-            load_passage(&file, level, &mut questions, &mut skipped)?;
+            load_passage(&file, level, &mut ids, &mut questions, &mut skipped)?;
             files.push(file);
         }
     }
@@ -54,6 +56,7 @@ pub fn load(dir: &Path, filter: LevelFilter) -> Result<Dataset> {
 fn load_passage(
     file: &Path,
     level: Level,
+    ids: &mut HashMap<String, PathBuf>,
     out: &mut Vec<Question>,
     skipped: &mut Vec<DataError>,
 ) -> Result<()> {
@@ -103,6 +106,23 @@ fn load_passage(
         None => format!("{}{}", level.as_str(), file_name),
     };
     let at = Location::passage(file, Some(&id));
+    if let Some(first) = ids.get(&id) {
+        let n = obj
+            .get("questions")
+            .and_then(Value::as_array)
+            .map_or(1, |q| q.len().max(1));
+        skipped.push(DataError::new(
+            at,
+            Some("id"),
+            format!(
+                "`{id}` is also the id of {}: give each passage file its own id",
+                first.display()
+            ),
+            n,
+        ));
+        return Ok(());
+    }
+    ids.insert(id.clone(), file.to_path_buf());
     // Passage-level fields: a problem here removes every question of the passage.
     let structure = (|| {
         let article = fields::text(obj, "article")?;
@@ -143,22 +163,35 @@ fn load_passage(
         return Ok(());
     }
     let article: Arc<str> = Arc::from(article);
+    let mut seen: HashMap<(String, Vec<String>), usize> = HashMap::new();
     for (i, ((q, o), a)) in qs.iter().zip(opts).zip(answers).enumerate() {
         let at = at.clone().with_question(i);
-        let question = match q.as_str() {
-            Some(q) => q.to_string(),
+        let field = format!("questions[{i}]");
+        let question = match q.as_str().map(|q| (q, fields::check_visible(q, &field))) {
+            Some((q, Ok(()))) => q.to_string(),
+            Some((_, Err(e))) => {
+                skipped.push(DataError::new(at, Some(&e.field), e.message, 1));
+                continue;
+            }
             None => {
-                skipped.push(DataError::new(
-                    at,
-                    Some(&format!("questions[{i}]")),
-                    "expected a string",
-                    1,
-                ));
+                skipped.push(DataError::new(at, Some(&field), "expected a string", 1));
                 continue;
             }
         };
         let parsed = fields::options(o, &format!("options[{i}]")).and_then(|options| {
             fields::answer(a, &format!("answers[{i}]"), options.len()).map(|l| (options, l))
+        });
+        let parsed = parsed.and_then(|(options, label)| {
+            match seen.insert((question.clone(), options.clone()), i) {
+                Some(first) => Err(fields::FieldError {
+                    field: field.clone(),
+                    message: format!(
+                        "repeats question {} of this passage (same question and options): remove the duplicate",
+                        first + 1
+                    ),
+                }),
+                None => Ok((options, label)),
+            }
         });
         match parsed {
             Ok((options, label)) => out.push(Question {

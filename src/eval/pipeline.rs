@@ -56,6 +56,19 @@ pub struct EvalOutcome {
     pub model_secs: f64,
 }
 
+impl EvalOutcome {
+    /// Every file this evaluation read (data, weights, config, tokenizer, head): what no
+    /// output may overwrite.
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        let mut v = self.dataset.files.clone();
+        v.extend(self.model.weight_files.iter().cloned());
+        v.push(self.model.dir.join("config.json"));
+        v.extend(self.model.tokenizer.files());
+        v.extend(self.model.head.iter().cloned());
+        v
+    }
+}
+
 /// Opens model and data, tokenises and runs.
 pub fn evaluate(req: &EvalRequest) -> Result<EvalOutcome> {
     let hub_cfg = open::hub_config(req.quiet);
@@ -88,13 +101,21 @@ pub fn evaluate_opened(
     }
     let mut warnings = Vec::new();
 
-    let mut dataset = data.load(req.level, req.skip_invalid)?;
+    let mut dataset = data.load(req.level, req.skip_invalid).map_err(|e| {
+        if e.downcast_ref::<data::InvalidData>().is_some() {
+            anyhow::anyhow!(
+                "{e:#}, or pass --skip-invalid to leave out invalid questions and list each one"
+            )
+        } else {
+            e
+        }
+    })?;
     if let Some(shard) = req.shard {
         dataset.questions = shard.select(dataset.questions)?;
     }
     if !dataset.skipped.is_empty() {
         let mut w = format!(
-            "skipped {} invalid question(s) ({} problem(s)):",
+            "skipped {} invalid question(s) ({} problem(s), each listed in the run record's summary.json):",
             dataset.skipped_questions(),
             dataset.skipped.len()
         );
@@ -151,6 +172,20 @@ pub fn evaluate_opened(
     bar.finish_and_clear();
     let model_secs = model_start.elapsed().as_secs_f64();
 
+    // A non-finite logit means the model is broken: no accuracy may come from it.
+    for (q, l) in dataset.questions.iter().zip(&logits) {
+        if let Some(i) = l.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "question `{}` (passage {}, question {}): the model produced a non-finite logit ({}) for option {}; no accuracy is reported from a model that does this: check its weights (and --dtype {})",
+                q.id,
+                q.passage_id,
+                q.question_index + 1,
+                l[i],
+                (b'A' + i.min(25) as u8) as char,
+                req.precision.name()
+            );
+        }
+    }
     let predictions = super::predictions(&dataset.questions, logits);
     let scores = results::scores(&predictions);
     Ok(EvalOutcome {
@@ -226,6 +261,7 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
         shard: req.shard,
         members: Vec::new(),
         skipped: out.dataset.skipped_questions(),
+        skipped_reasons: out.dataset.skipped.iter().map(|e| e.to_string()).collect(),
         settings: Settings {
             max_seq_len: out.format.max_seq_len,
             max_qa_len: out.format.max_qa_len,

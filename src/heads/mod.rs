@@ -98,7 +98,14 @@ pub fn head_tensors(
     base_weights_hash: &str,
 ) -> Result<HashMap<String, Tensor>> {
     if head_dir.is_file() {
-        return head_file(head_dir, base_config);
+        // The weights file of a head folder is checked as the folder is (its meta.json names
+        // the base it was trained on); only a loose file has nothing but names and shapes.
+        match head_dir.parent().filter(|d| d.join(META_FILE).is_file()) {
+            Some(folder) if read_meta(folder)?.weights_file.as_str() == file_name(head_dir) => {
+                return head_tensors(folder, base_dir, base_config, base_weights_hash);
+            }
+            _ => return head_file(head_dir, base_config),
+        }
     }
     let meta = read_meta(head_dir)?;
     if meta.hidden_size != base_config.hidden_size {
@@ -124,8 +131,17 @@ pub fn head_tensors(
     }
     let file = head_dir.join(&meta.weights_file);
     let tensors = files::load_tensors(&file)?;
+    for (name, t) in &tensors {
+        crate::model::weights::check_finite(name, t, &file)?;
+    }
     check_head_names(&file, &tensors, base_config, false)?;
     Ok(tensors)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `--head FILE.safetensors`: head tensors alone, e.g. the seeded classifier the MiniLM parity
@@ -138,6 +154,9 @@ fn head_file(file: &Path, base_config: &ModelConfig) -> Result<HashMap<String, T
         );
     }
     let tensors = files::load_tensors(file)?;
+    for (name, t) in &tensors {
+        crate::model::weights::check_finite(name, t, file)?;
+    }
     check_head_names(file, &tensors, base_config, true)?;
     let h = base_config.hidden_size;
     for (name, t) in &tensors {

@@ -194,8 +194,16 @@ impl Client {
         let repo_dir = self.cfg.repo_dir(repo.kind, &repo.id);
         let cached = repo_dir.join("snapshots").join(commit).join(&file.path);
         if cached.is_file() {
-            self.record_ref(repo, commit);
-            return Ok(cached);
+            // A cached file is used only while it still matches the hash it is named by; a
+            // damaged one is deleted and fetched again.
+            if super::check_cached(&cached)
+                .map_err(HubFailure::Other)?
+                .is_none()
+            {
+                self.record_ref(repo, commit);
+                return Ok(cached);
+            }
+            super::remove_cached(&cached);
         }
         let hf = Repo::with_revision(repo.id.clone(), hf_type(repo.kind), commit.to_string());
         let bar = download_bar(self.cfg.progress);

@@ -136,6 +136,58 @@ pub fn parse_dataset_spec(spec: &str, revision: Option<&str>) -> Result<DatasetS
     })
 }
 
+/// Checks a cached snapshot file against the ETag its blob is named by (sha256 for LFS files,
+/// git's blob sha1 for others): `None` when it matches, else what is wrong.
+pub fn check_cached(path: &std::path::Path) -> Result<Option<String>> {
+    let blob = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    client::check_content(&blob, None, &etag)
+}
+
+/// Removes a damaged cached file: the snapshot's link and the blob it points to.
+pub fn remove_cached(path: &std::path::Path) {
+    if let Ok(blob) = std::fs::canonicalize(path) {
+        let _ = std::fs::remove_file(blob);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Checks `files` (paths relative to `snapshot`) as [`check_cached`] does. Online, damaged
+/// files are removed (so they are fetched again) and `Ok` returned; offline, the first one is
+/// an error that names it and says how to get a good copy.
+pub fn verify_snapshot(
+    cfg: &HubConfig,
+    repo: &RepoRef,
+    snapshot: &std::path::Path,
+    files: &[String],
+) -> Result<bool> {
+    let mut all_good = true;
+    for f in files {
+        let path = snapshot.join(f);
+        if !path.is_file() {
+            continue;
+        }
+        if let Some(problem) = check_cached(&path)? {
+            if cfg.offline {
+                bail!(
+                    "the cached {f} of {} in {} is damaged ({problem}): it was changed after download. Unset HF_HUB_OFFLINE and run `race-eval download {}{}@{}` to fetch a good copy",
+                    repo.describe(),
+                    snapshot.display(),
+                    if repo.kind == RepoKind::Dataset { DATASET_PREFIX } else { "" },
+                    repo.id,
+                    repo.revision
+                );
+            }
+            remove_cached(&path);
+            all_good = false;
+        }
+    }
+    Ok(all_good)
+}
+
 pub fn offline_miss(cfg: &HubConfig, repo: &RepoRef, what: &str) -> anyhow::Error {
     anyhow!(
         "HF_HUB_OFFLINE is set and {what} of {} {} at revision `{}` is not in the cache {}: fetch it on a machine with network (`race-eval download {}{}`) or unset HF_HUB_OFFLINE",

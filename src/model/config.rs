@@ -89,14 +89,17 @@ impl ModelConfig {
         };
         let value: serde_json::Value = serde_json::from_str(text).map_err(syntax)?;
         let family = Family::from_model_type(value.get("model_type").and_then(|v| v.as_str()))?;
+        // A value of the wrong type names its key (`hidden_size`: invalid type: string …).
+        fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let key = e.path().to_string();
+                anyhow::anyhow!("config.json: key `{key}`: {}", e.into_inner())
+            })
+        }
         let mut cfg = match family {
-            Family::Albert => serde_json::from_value::<Self>(value).map_err(syntax)?,
-            Family::DistilBert => serde_json::from_value::<DistilBertJson>(value)
-                .map_err(syntax)?
-                .into_config(),
-            _ => serde_json::from_value::<BertJson>(value)
-                .map_err(syntax)?
-                .into_config(family),
+            Family::Albert => typed::<Self>(value)?,
+            Family::DistilBert => typed::<DistilBertJson>(value)?.into_config(),
+            _ => typed::<BertJson>(value)?.into_config(family),
         };
         cfg.family = family;
         cfg.validate()?;
@@ -167,6 +170,19 @@ impl ModelConfig {
             if !(0.0..1.0).contains(&p) {
                 bail!("`{key}` must be in [0, 1), got {p}");
             }
+        }
+        if self.pad_token_id as usize >= self.vocab_size {
+            bail!(
+                "`pad_token_id` ({}) must be below `vocab_size` ({})",
+                self.pad_token_id,
+                self.vocab_size
+            );
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            bail!(
+                "`initializer_range` must be a non-negative number, got {}",
+                self.initializer_range
+            );
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             bail!(

@@ -86,6 +86,34 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// All tensors of a checkpoint under their canonical names, with the file each came from.
+/// Refuses a floating-point tensor holding NaN or infinity: a model with such a weight can
+/// only produce meaningless numbers.
+pub fn check_finite(name: &str, tensor: &Tensor, file: &Path) -> Result<()> {
+    if !tensor.dtype().is_float() || tensor.elem_count() == 0 {
+        return Ok(());
+    }
+    let t = tensor.to_dtype(DType::F32)?;
+    let sum = t.abs()?.sum_all()?.to_scalar::<f32>()?;
+    if sum.is_finite() {
+        return Ok(());
+    }
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    let (nan, inf) = values.iter().fold((0usize, 0usize), |(n, i), v| {
+        (
+            n + usize::from(v.is_nan()),
+            i + usize::from(v.is_infinite()),
+        )
+    });
+    if nan + inf == 0 {
+        return Ok(()); // finite values whose sum overflows
+    }
+    bail!(
+        "{}: tensor `{name}` holds {nan} NaN and {inf} infinite value(s) of {}: the weights are damaged (a diverged training run, or a broken conversion); use another checkpoint",
+        file.display(),
+        values.len()
+    )
+}
+
 pub struct Checkpoint {
     pub family: Family,
     pub files: Vec<PathBuf>,
@@ -102,6 +130,7 @@ impl Checkpoint {
             for (name, tensor) in read_tensors(file)? {
                 match family.canonical_name(&name) {
                     Some(canon) => {
+                        check_finite(&name, &tensor, file)?;
                         if let Some((_, prev)) = tensors.insert(canon.clone(), (tensor, idx)) {
                             bail!(
                                 "tensor `{canon}` appears twice: in {} and in {}",

@@ -98,7 +98,8 @@ pub fn open_data(
                     && (cfg.offline
                         || ds.config.is_some()
                         || level == LevelFilter::All
-                        || config == level_config(level)) =>
+                        || config == level_config(level))
+                    && hub::verify_snapshot(cfg, repo, &snap, &picked)? =>
             {
                 return Ok(opened(snap, config));
             }

@@ -57,10 +57,29 @@ impl OpenedModel {
         }
     }
 
+    /// The tokenizer, checked against the model: every id it can produce must have a row in
+    /// the embedding table (`vocab_size`), or the model would fail (or read garbage) on it.
     pub fn load_tokenizer(&self) -> Result<Tokenizer> {
-        self.tokenizer
+        let tokenizer = self
+            .tokenizer
             .load()
-            .with_context(|| format!("--model {}: cannot load its tokenizer", self.spec))
+            .with_context(|| format!("--model {}: cannot load its tokenizer", self.spec))?;
+        let vocab = tokenizer.get_vocab(true);
+        if let Some((token, &id)) = vocab.iter().max_by_key(|(_, &id)| id) {
+            if id as usize >= self.config.vocab_size {
+                bail!(
+                    "--model {}: the tokenizer ({}) has token {token:?} with id {id}, but config.json's `vocab_size` is {}: the tokenizer does not belong to these weights; use the tokenizer the model was trained with",
+                    self.spec,
+                    self.tokenizer
+                        .files()
+                        .first()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    self.config.vocab_size
+                );
+            }
+        }
+        Ok(tokenizer)
     }
 
     /// Refuses a head folder (for commands that need a whole model, such as `train`).
@@ -263,7 +282,15 @@ pub fn fetch_model(repo: &RepoRef, cfg: &HubConfig, refresh: bool) -> Result<(Pa
     if !refresh || cfg.offline {
         if let Some(snap) = cfg.snapshot_dir(repo.kind, &repo.id, &repo.revision) {
             match missing_in_snapshot(&snap, repo) {
-                Ok(missing) if missing.is_empty() => {
+                Ok(missing)
+                    if missing.is_empty()
+                        && hub::verify_snapshot(
+                            cfg,
+                            repo,
+                            &snap,
+                            &snapshot_files(&snap, repo)?,
+                        )? =>
+                {
                     let commit = snapshot_commit(&snap);
                     return Ok((snap, commit));
                 }
@@ -271,8 +298,14 @@ pub fn fetch_model(repo: &RepoRef, cfg: &HubConfig, refresh: bool) -> Result<(Pa
                     return Err(hub::offline_miss(cfg, repo, &missing.join(", ")))
                 }
                 Err(e) if cfg.offline => {
-                    return Err(hub::offline_miss(cfg, repo, "a file the model needs")
-                        .context(format!("{e:#}")))
+                    // The plan's error names the missing file (config.json, a tokenizer, the
+                    // weights or a shard).
+                    let what = format!("{e:#}");
+                    let missing = what
+                        .split_once(": ")
+                        .map_or(what.as_str(), |(_, rest)| rest)
+                        .to_string();
+                    return Err(hub::offline_miss(cfg, repo, &format!("a file ({missing})")));
                 }
                 _ => {}
             }
@@ -308,6 +341,16 @@ pub fn fetch_model(repo: &RepoRef, cfg: &HubConfig, refresh: bool) -> Result<(Pa
         .join("snapshots")
         .join(&listing.commit);
     Ok((snap, listing.commit))
+}
+
+/// Every file of the plan in a snapshot, shards included.
+fn snapshot_files(snapshot: &Path, repo: &RepoRef) -> Result<Vec<String>> {
+    let plan = plan_model(|f| snapshot.join(f).is_file(), repo)?;
+    let mut files = plan.files;
+    if let Some(index) = &plan.index {
+        files.extend(shard_names(&snapshot.join(index))?);
+    }
+    Ok(files)
 }
 
 fn snapshot_commit(snap: &Path) -> String {

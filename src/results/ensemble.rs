@@ -56,6 +56,7 @@ pub fn ensemble(runs: &[Run]) -> Result<(RunSummary, Vec<Prediction>)> {
         shard: first.shard,
         members: ids.iter().map(|s| s.to_string()).collect(),
         skipped: first.counts.skipped,
+        skipped_reasons: first.counts.skipped_reasons.clone(),
         settings: first.settings.clone(),
         wall_secs: runs.iter().map(|r| r.summary.timing.wall_secs).sum(),
         model_secs: runs.iter().map(|r| r.summary.timing.model_secs).sum(),

@@ -102,6 +102,7 @@ pub fn merge(runs: &[Run]) -> Result<(RunSummary, Vec<Prediction>)> {
         shard: None,
         members: parts.iter().map(|r| r.id().to_string()).collect(),
         skipped: first.summary.counts.skipped,
+        skipped_reasons: first.summary.counts.skipped_reasons.clone(),
         settings: first.summary.settings.clone(),
         wall_secs: parts.iter().map(|r| r.summary.timing.wall_secs).sum(),
         model_secs: parts.iter().map(|r| r.summary.timing.model_secs).sum(),

@@ -80,12 +80,15 @@ pub struct DataInfo {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub questions: usize,
     pub passages: usize,
     /// Invalid questions left out with --skip-invalid (of the whole data, before sharding).
     pub skipped: usize,
+    /// Why each was left out: file, line or passage, field and problem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_reasons: Vec<String>,
 }
 
 /// An accuracy with its 95% Wilson interval.
@@ -207,6 +210,7 @@ pub struct RunMeta {
     pub shard: Option<Shard>,
     pub members: Vec<String>,
     pub skipped: usize,
+    pub skipped_reasons: Vec<String>,
     pub settings: Settings,
     pub wall_secs: f64,
     pub model_secs: f64,
@@ -233,6 +237,7 @@ pub fn summarize(meta: RunMeta, preds: &[Prediction]) -> RunSummary {
             questions: preds.len(),
             passages: passages.len(),
             skipped: meta.skipped,
+            skipped_reasons: meta.skipped_reasons,
         },
         accuracy: LevelAccuracy::new(&scores),
         breakdowns: Breakdowns::new(preds),
@@ -314,11 +319,25 @@ pub fn write_run(
             }
         }
     };
-    summary.run_id = id;
-    write_predictions(&dir.join(PREDICTIONS_FILE), preds)?;
-    let json = serde_json::to_string_pretty(&summary)?;
-    fs::write(dir.join(SUMMARY_FILE), json + "\n")
-        .with_context(|| format!("cannot write {}", dir.join(SUMMARY_FILE).display()))?;
+    summary.run_id = id.clone();
+    // The id is reserved (an empty folder, created atomically, so concurrent runs never share
+    // one); the files are written into a hidden folder beside it, which then replaces the
+    // empty one in one rename: a reader sees no run or a whole run.
+    let tmp = results_dir.join(format!(".{id}.tmp-{}", std::process::id()));
+    let write = || -> Result<()> {
+        fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        write_predictions(&tmp.join(PREDICTIONS_FILE), preds)?;
+        let json = serde_json::to_string_pretty(&summary)?;
+        fs::write(tmp.join(SUMMARY_FILE), json + "\n")
+            .with_context(|| format!("cannot write {}", tmp.join(SUMMARY_FILE).display()))?;
+        fs::rename(&tmp, &dir)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir(&dir);
+        return Err(e);
+    }
     Ok(dir)
 }
 
@@ -327,12 +346,69 @@ pub fn read_summary(dir: &Path) -> Result<RunSummary> {
     let path = dir.join(SUMMARY_FILE);
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
+    let summary: RunSummary = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a race-eval run summary (schema {SCHEMA_VERSION})",
             path.display()
         )
-    })
+    })?;
+    summary.check().with_context(|| {
+        format!(
+            "{}: the numbers do not add up, so the record is damaged or was edited; evaluate again",
+            path.display()
+        )
+    })?;
+    Ok(summary)
+}
+
+impl RunSummary {
+    /// The numbers must add up: correct ≤ total, accuracy = correct / total, the levels sum to
+    /// the overall count, which is the number of questions.
+    pub fn check(&self) -> Result<()> {
+        let a = &self.accuracy;
+        let mut levels = vec![
+            ("accuracy.overall", &a.overall),
+            ("accuracy.middle", &a.middle),
+            ("accuracy.high", &a.high),
+        ];
+        if let Some(o) = &a.other {
+            levels.push(("accuracy.other", o));
+        }
+        for (field, s) in &levels {
+            if s.correct > s.total {
+                bail!("`{field}`: correct {} exceeds total {}", s.correct, s.total);
+            }
+            let want = (s.total > 0).then(|| s.correct as f64 / s.total as f64);
+            let agrees = match (s.accuracy, want) {
+                (Some(x), Some(w)) => x.is_finite() && (x - w).abs() <= 1e-9,
+                (None, None) => true,
+                _ => false,
+            };
+            if !agrees {
+                bail!(
+                    "`{field}.accuracy` is {:?} but correct / total is {}/{}",
+                    s.accuracy,
+                    s.correct,
+                    s.total
+                );
+            }
+        }
+        let by_level: usize = levels[1..].iter().map(|(_, s)| s.total).sum();
+        if by_level != a.overall.total {
+            bail!(
+                "the levels count {by_level} questions but `accuracy.overall.total` is {}",
+                a.overall.total
+            );
+        }
+        if a.overall.total != self.counts.questions {
+            bail!(
+                "`accuracy.overall.total` is {} but `counts.questions` is {}",
+                a.overall.total,
+                self.counts.questions
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Run {
@@ -372,6 +448,18 @@ impl Run {
                 summary.counts.questions
             );
         }
+        let from_preds = scores(&predictions).overall;
+        let said = &summary.accuracy.overall;
+        if (from_preds.correct, from_preds.total) != (said.correct, said.total) {
+            bail!(
+                "{}: {SUMMARY_FILE} says {} of {} correct but {PREDICTIONS_FILE} has {} of {}: the run was edited; evaluate again",
+                dir.display(),
+                said.correct,
+                said.total,
+                from_preds.correct,
+                from_preds.total
+            );
+        }
         Ok(Run {
             dir,
             summary,
@@ -391,11 +479,19 @@ pub type LocalRun = (PathBuf, RunSummary);
 /// whose summary.json cannot be read (so one broken record does not hide the others).
 pub fn list_runs(results_dir: &Path) -> Result<(Vec<LocalRun>, Vec<String>)> {
     if !results_dir.is_dir() {
-        return Ok((Vec::new(), Vec::new()));
+        bail!(
+            "--results-dir {}: no such folder (runs are written by `race-eval eval` under --output-dir, default `results`)",
+            results_dir.display()
+        );
     }
     let mut dirs: Vec<PathBuf> = fs::read_dir(results_dir)
         .with_context(|| format!("cannot list {}", results_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        // Hidden folders are runs still being written.
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .filter(|p| p.join(SUMMARY_FILE).is_file())
         .collect();
     dirs.sort();

@@ -649,6 +649,13 @@ impl OutputFolder {
         data: &TrainData,
     ) -> Result<Self> {
         let dir = opts.output.clone();
+        let model = &inputs.model;
+        let mut read = model.weight_files.clone();
+        read.push(model.dir.join("config.json"));
+        read.extend(model.tokenizer.files());
+        read.extend(data.train.files.iter().cloned());
+        read.extend(data.dev.files.iter().cloned());
+        crate::paths::refuse_overwrite(&dir, "--output", &read, true)?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create --output {}", dir.display()))?;
         let ckpt_dir = checkpoint::dir_of(&dir);
@@ -659,7 +666,6 @@ impl OutputFolder {
                 dir.display()
             );
         }
-        let model = &inputs.model;
         for file in model.tokenizer.files() {
             let name = file
                 .file_name()
