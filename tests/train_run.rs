@@ -168,6 +168,7 @@ fn eval_args(model: &Path, head: Option<&Path>, data: &Path) -> race_eval::cli::
         record: race_eval::cli::record::RecordArgs {
             output_dir: std::env::temp_dir(),
             shard: None,
+            shard_count: None,
         },
     }
 }

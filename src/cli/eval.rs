@@ -18,7 +18,7 @@ impl EvalArgs {
             split: self.split.clone(),
             level: self.level,
             skip_invalid: self.skip_invalid,
-            shard: self.record.shard,
+            shard: self.record.fixed_shard(),
             format: FormatConfig {
                 max_seq_len: self.max_seq_len,
                 max_qa_len: self.max_qa_len,
@@ -32,7 +32,7 @@ impl EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let req = args.request();
+    let mut req = args.request();
     // Refused before any work when it is plainly the data file; after loading, against every
     // file the run read.
     if let Some(p) = &args.predictions {
@@ -42,6 +42,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             std::slice::from_ref(&args.data),
             false,
         )?;
+    }
+    if let Some(auto) = args.record.auto_shard(|k| std::env::var(k).ok())? {
+        if !args.quiet {
+            eprintln!("shard {} from {}", auto.shard, auto.source);
+        }
+        req.shard = Some(auto.shard);
     }
     let out = eval::pipeline::evaluate(&req)?;
     for w in &out.warnings {
