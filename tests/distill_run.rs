@@ -118,6 +118,7 @@ fn a_student_follows_its_teacher_against_the_labels() -> anyhow::Result<()> {
         model: model.display().to_string(),
         revision: None,
         data: data.clone(),
+        task: race_eval::data::Task::Race,
         split: "train".into(),
         dev_split: "dev".into(),
         level: LevelFilter::All,

@@ -32,6 +32,7 @@ fn request(model: PathBuf, data: PathBuf, setting: &Setting) -> EvalRequest {
         revision: None,
         head: Some(minilm_head()),
         data,
+        task: race_eval::data::Task::Race,
         split: "test".into(),
         level: LevelFilter::All,
         skip_invalid: false,

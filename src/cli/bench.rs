@@ -56,6 +56,9 @@ pub struct BenchArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// With --data: the task whose files it holds (`race-eval tasks`)
+    #[arg(long, value_name = "NAME", default_value = "race", value_parser = super::parse_task)]
+    pub task: crate::data::Task,
     /// With --data: maximum tokens per sequence, as `eval --max-seq-len`
     #[arg(long, default_value_t = 512)]
     pub max_seq_len: usize,
@@ -242,7 +245,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     };
     // Timed from here, as scripts/bench_hf.py times its side: data, tokeniser and model, not the
     // building of the model.
-    let data = open::open_data(path, &args.split, LevelFilter::All, &hub)?;
+    let data = open::open_data(path, &args.split, LevelFilter::All, &hub)?.with_task(args.task);
     let started = Instant::now();
     let mut ds = data.load(LevelFilter::All, false)?;
     if let Some(n) = args.limit {
@@ -272,7 +275,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
         .sum();
     let n = ds.questions.len();
     let v = serde_json::json!({
-        "data": path, "model": args.model, "model_type": config.family.model_type(),
+        "data": path, "task": args.task.name(), "model": args.model, "model_type": config.family.model_type(),
         "dtype": args.runtime.dtype.name(),
         "questions": n, "batch": args.batch,
         "real_tokens": real_tokens, "padded_tokens": padded_tokens,

@@ -15,6 +15,7 @@ impl EvalArgs {
             revision: self.revision.clone(),
             head: self.head.clone(),
             data: self.data.clone(),
+            task: self.task,
             split: self.split.clone(),
             level: self.level,
             skip_invalid: self.skip_invalid,

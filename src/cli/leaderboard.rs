@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::results::leaderboard::{leaderboard, render, Format};
+use crate::results::leaderboard::{leaderboard_for, render, Format};
 use crate::results::list_runs;
 
 #[derive(Args, Debug)]
@@ -15,6 +15,9 @@ pub struct LeaderboardArgs {
     pub split: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// The task to rank (`race-eval tasks`): its published results and local runs
+    #[arg(long, value_name = "NAME", default_value = "race", value_parser = super::parse_task)]
+    pub task: crate::data::Task,
     /// Folder of local runs (as written by `race-eval eval`)
     #[arg(long, value_name = "DIR", default_value = DEFAULT_RESULTS_DIR)]
     pub results_dir: PathBuf,
@@ -37,7 +40,7 @@ pub fn run(args: &LeaderboardArgs) -> Result<()> {
     for p in problems {
         eprintln!("warning: {p}");
     }
-    let rows = leaderboard(&args.split, &local)?;
+    let rows = leaderboard_for(args.task, &args.split, &local)?;
     print!("{}", render(&rows, args.format)?);
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod merge;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod tasks;
 pub mod train;
 
 use std::path::PathBuf;
@@ -45,7 +46,9 @@ pub enum Command {
     /// Print a model's configuration and parameter counts (from config.json alone)
     Info(InfoArgs),
     // run records (issue #4)
-    /// Rank published RACE results and local runs
+    /// List the tasks (RACE and the RACE-style sets): files, splits, options
+    Tasks(tasks::TasksArgs),
+    /// Rank published results and local runs of a task
     Leaderboard(leaderboard::LeaderboardArgs),
     /// Paired comparison of two runs on the same questions (exact McNemar test)
     Compare(compare::CompareArgs),
@@ -65,6 +68,11 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Distil teachers (models or run records) into a smaller student on their soft targets
     Distill(Box<distill::DistillArgs>),
+}
+
+/// `--task NAME` (see `race-eval tasks`).
+pub fn parse_task(s: &str) -> Result<crate::data::Task, String> {
+    crate::data::Task::from_name(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +95,10 @@ pub struct EvalArgs {
     /// config defaults to the one named by --level, else `all`)
     #[arg(long, value_name = "PATH|hub:ID")]
     pub data: PathBuf,
+    /// The task whose files --data holds: race, dream, mctest160, mctest500, mcscript, reclor,
+    /// cosmosqa, quail (`race-eval tasks` lists their files and splits)
+    #[arg(long, value_name = "NAME", default_value = "race", value_parser = parse_task)]
+    pub task: crate::data::Task,
     /// Split to read from a tree or folder (dev is also accepted as validation)
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -163,6 +175,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Tasks(args) => tasks::run(&args),
         Command::Leaderboard(args) => leaderboard::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Ensemble(args) => ensemble::run(&args),

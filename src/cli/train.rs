@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// hub:ORG/NAME[/CONFIG][@REVISION] (both splits are read from it; dev is also validation)
     #[arg(long, value_name = "PATH|hub:ID")]
     pub data: PathBuf,
+    /// The task whose files --data holds (`race-eval tasks`)
+    #[arg(long, value_name = "NAME", default_value = "race", value_parser = super::parse_task)]
+    pub task: crate::data::Task,
     /// Split to train on
     #[arg(long, default_value = "train")]
     pub split: String,
@@ -170,6 +173,7 @@ pub fn options(model: &str, revision: Option<&str>, args: &RunArgs) -> Result<Tr
         model: model.to_string(),
         revision: revision.map(str::to_string),
         data: args.data.clone(),
+        task: args.task,
         split: args.split.clone(),
         dev_split: args.dev_split.clone(),
         level: args.level,

@@ -85,3 +85,10 @@ impl fmt::Display for DataError {
 }
 
 impl std::error::Error for DataError {}
+
+impl Location {
+    /// A problem in `field` here (one question).
+    pub fn field_error(&self, field: &str, message: impl Into<String>) -> DataError {
+        DataError::new(self.clone(), Some(field), message, 1)
+    }
+}

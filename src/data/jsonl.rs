@@ -126,6 +126,7 @@ impl RowCollector {
             question: row.question,
             options: row.options,
             label: row.label,
+            category: None,
         });
         Ok(())
     }

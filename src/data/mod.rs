@@ -7,6 +7,7 @@ mod fields;
 pub mod hub_layout;
 mod jsonl;
 pub mod parquet;
+pub mod tasks;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 pub use error::{DataError, Location};
+pub use tasks::Task;
 
 /// RACE's two difficulty levels; `Other` for RACE-like data whose ids name neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,6 +84,9 @@ pub struct Question {
     pub options: Vec<String>,
     /// Index of the gold option.
     pub label: usize,
+    /// A task's own grouping for breakdowns (QuAIL's question type, MCTest's `one`/`multiple`,
+    /// MCScript's `text`/`commonsense`); `None` for RACE.
+    pub category: Option<String>,
 }
 
 impl Question {
@@ -202,6 +207,36 @@ impl DataSource {
     }
 }
 
+/// What every loader does last: the level filter (questions and their problems), then either
+/// the problems as an error (without `skip_invalid`), or an error for an empty result.
+pub(crate) fn finish_load(ds: &mut Dataset, opts: &LoadOptions, source: &Path) -> Result<()> {
+    ds.questions.retain(|q| opts.level.keeps(q.level));
+    // Problems are counted within the level filter too (where the row names its passage).
+    if opts.level != LevelFilter::All {
+        ds.skipped.retain(|e| {
+            e.at.passage
+                .as_deref()
+                .is_none_or(|p| opts.level.keeps(Level::from_id(p)))
+        });
+    }
+    if !ds.skipped.is_empty() && !opts.skip_invalid {
+        return Err(InvalidData {
+            problems: std::mem::take(&mut ds.skipped),
+            source: source.to_path_buf(),
+        }
+        .into());
+    }
+    if ds.questions.is_empty() {
+        bail!(
+            "no questions found in {} (split `{}`, level `{:?}`)",
+            source.display(),
+            opts.split,
+            opts.level
+        );
+    }
+    Ok(())
+}
+
 /// Invalid questions in a data set loaded without `skip_invalid`: the first problem, and how
 /// many more there are. The caller says what its command offers beyond fixing the data (eval's
 /// `--skip-invalid`).
@@ -247,29 +282,6 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
             (parquet::load(&files)?, source)
         }
     };
-    ds.questions.retain(|q| opts.level.keeps(q.level));
-    // Problems are counted within the level filter too (where the row names its passage).
-    if opts.level != LevelFilter::All {
-        ds.skipped.retain(|e| {
-            e.at.passage
-                .as_deref()
-                .is_none_or(|p| opts.level.keeps(Level::from_id(p)))
-        });
-    }
-    if !ds.skipped.is_empty() && !opts.skip_invalid {
-        return Err(InvalidData {
-            problems: ds.skipped,
-            source,
-        }
-        .into());
-    }
-    if ds.questions.is_empty() {
-        bail!(
-            "no questions found in {} (split `{}`, level `{:?}`)",
-            source.display(),
-            opts.split,
-            opts.level
-        );
-    }
+    finish_load(&mut ds, opts, &source)?;
     Ok(ds)
 }

@@ -102,7 +102,33 @@ fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
     })
 }
 
-/// Loads the rows of `files`, in order, as questions.
+/// Every row of `files`, in order, as a JSON object: (file, 1-based row, row).
+pub fn rows(files: &[PathBuf]) -> Result<Vec<(PathBuf, usize, Value)>> {
+    let mut out = Vec::new();
+    for path in files {
+        let reader = open(path)?;
+        let iter = reader
+            .get_row_iter(None)
+            .map_err(|e| anyhow!("cannot read the rows of {}: {e}", path.display()))?;
+        for (i, row) in iter.enumerate() {
+            let row = row.map_err(|e| {
+                anyhow!(
+                    "{}: row {} cannot be read ({e}); the file may be corrupt or use a compression this build lacks (only uncompressed and snappy are supported)",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            let mut obj = Map::new();
+            for (name, f) in row.get_column_iter() {
+                obj.insert(name.clone(), field_to_json(f));
+            }
+            out.push((path.clone(), i + 1, Value::Object(obj)));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads the rows of `files` (RACE's columns), in order, as questions.
 pub fn load(files: &[PathBuf]) -> Result<Dataset> {
     let mut rows = RowCollector::default();
     let mut skipped = Vec::new();
@@ -129,36 +155,21 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
                 COLUMNS.join(", ")
             );
         }
-        let iter = reader
-            .get_row_iter(None)
-            .map_err(|e| anyhow!("cannot read the rows of {}: {e}", path.display()))?;
-        for (i, row) in iter.enumerate() {
-            let row = row.map_err(|e| {
-                anyhow!(
-                    "{}: row {} cannot be read ({e}); the file may be corrupt or use a compression this build lacks (only uncompressed and snappy are supported)",
-                    path.display(),
-                    i + 1
-                )
-            })?;
-            let mut obj = Map::new();
-            for (name, f) in row.get_column_iter() {
-                obj.insert(name.clone(), field_to_json(f));
+    }
+    for (path, i, value) in rows_of(files)? {
+        match parse_row(&value) {
+            Ok(r) => {
+                if let Err(e) = rows.push(r, Location::line(&path, i)) {
+                    skipped.push(*e);
+                }
             }
-            let value = Value::Object(obj);
-            match parse_row(&value) {
-                Ok(r) => {
-                    if let Err(e) = rows.push(r, Location::line(path, i + 1)) {
-                        skipped.push(*e);
-                    }
-                }
-                Err(e) => {
-                    let mut at = Location::line(path, i + 1);
-                    at.passage = value
-                        .get("example_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                    skipped.push(DataError::new(at, Some(&e.field), e.message, 1));
-                }
+            Err(e) => {
+                let mut at = Location::line(&path, i);
+                at.passage = value
+                    .get("example_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                skipped.push(DataError::new(at, Some(&e.field), e.message, 1));
             }
         }
     }
@@ -168,6 +179,10 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
         files: files.to_vec(),
         format: "parquet",
     })
+}
+
+fn rows_of(files: &[PathBuf]) -> Result<Vec<(PathBuf, usize, Value)>> {
+    rows(files)
 }
 
 #[cfg(test)]

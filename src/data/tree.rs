@@ -203,6 +203,7 @@ fn load_passage(
                 question,
                 options,
                 label,
+                category: None,
             }),
             Err(e) => skipped.push(DataError::new(at, Some(&e.field), e.message, 1)),
         }

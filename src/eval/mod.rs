@@ -258,6 +258,7 @@ pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Predict
             logits: l,
             article_words: Some(q.article.split_whitespace().count()),
             cloze: Some(q.question.contains('_')),
+            category: q.category.clone(),
         })
         .collect()
 }
@@ -277,6 +278,7 @@ mod tests {
             question: String::new(),
             options: vec![],
             label: 0,
+            category: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct EvalRequest {
     pub head: Option<PathBuf>,
     /// A data path or `hub:ORG/NAME[/CONFIG][@REVISION]`.
     pub data: PathBuf,
+    /// How the data is read (RACE by default).
+    pub task: crate::data::Task,
     pub split: String,
     pub level: LevelFilter,
     pub skip_invalid: bool,
@@ -77,7 +79,7 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalOutcome> {
         req.revision.as_deref(),
         &hub_cfg,
     )?;
-    let data = open::open_data(&req.data, &req.split, req.level, &hub_cfg)?;
+    let data = open::open_data(&req.data, &req.split, req.level, &hub_cfg)?.with_task(req.task);
     evaluate_opened(req, model, data)
 }
 
@@ -251,6 +253,7 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
             head: head_name(req, &out.model),
         },
         data: DataInfo {
+            task: out.data.task.name().to_string(),
             path: req.data.display().to_string(),
             format: out.dataset.format.to_string(),
             sha256: crate::hash::sha256_files(&out.dataset.files)?,

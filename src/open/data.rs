@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::data::hub_layout::{level_config, missing_shards, select_parquet};
-use crate::data::{self, normalize_split, Dataset, LevelFilter, LoadOptions};
+use crate::data::{normalize_split, Dataset, LevelFilter, LoadOptions, Task};
 use crate::hub::cache;
 use crate::hub::client::Client;
 use crate::hub::{self, HubConfig, RepoRef, DATASET_PREFIX};
@@ -23,17 +23,32 @@ pub struct OpenedData {
     pub path: PathBuf,
     /// The repository and commit of a Hub dataset.
     pub hub: Option<(RepoRef, String)>,
+    /// How the files are read (RACE unless [`OpenedData::with_task`] says otherwise).
+    pub task: Task,
 }
 
 impl OpenedData {
+    /// The same files read as `task`'s.
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.task = task;
+        self
+    }
+
     /// Reads and validates the split (bad input names file, line or passage, and field).
     pub fn load(&self, level: LevelFilter, skip_invalid: bool) -> Result<Dataset> {
+        if self.task != Task::Race && level != LevelFilter::All {
+            anyhow::bail!(
+                "--level {level:?} applies to RACE's middle and high school levels; task `{}` has none: drop --level",
+                self.task.name()
+            );
+        }
         let opts = LoadOptions {
             split: self.split.clone(),
             level,
             skip_invalid,
         };
-        data::load(&self.path, &opts)
+        self.task
+            .load(&self.path, &opts)
             .with_context(|| format!("--data {} (split `{}`)", self.spec, self.split))
     }
 
@@ -71,6 +86,7 @@ pub fn open_data(
             split: split.to_string(),
             path: spec.to_path_buf(),
             hub: None,
+            task: Task::Race,
         });
     };
     let ds = hub::parse_dataset_spec(&text, None)?;
@@ -86,6 +102,7 @@ pub fn open_data(
             split: split.to_string(),
             path: snap.join(config),
             hub: Some((repo.clone(), commit)),
+            task: Task::Race,
         }
     };
     if let Some(snap) = cfg.snapshot_dir(repo.kind, &repo.id, &repo.revision) {

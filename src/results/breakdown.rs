@@ -27,6 +27,10 @@ pub struct Breakdowns {
     pub question_kind: Vec<Bucket>,
     /// By the gold option's position: A, B, C, D, ….
     pub gold_option: Vec<Bucket>,
+    /// By the task's own question category (QuAIL's question types, MCTest's one/multiple,
+    /// MCScript's text/commonsense); empty when the task has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<Bucket>,
 }
 
 /// The length bucket name of an article of `words` words.
@@ -113,10 +117,25 @@ impl Breakdowns {
             (0..options).map(option_letter).collect(),
             preds.iter().map(|p| (option_letter(p.label), right(p))),
         );
+        let mut names: Vec<String> = preds.iter().filter_map(|p| p.category.clone()).collect();
+        names.sort();
+        names.dedup();
+        let category = if names.is_empty() {
+            Vec::new()
+        } else {
+            tally(
+                names,
+                preds.iter().map(|p| {
+                    let key = p.category.clone().unwrap_or_else(|| "unknown".into());
+                    (key, right(p))
+                }),
+            )
+        };
         Breakdowns {
             article_words,
             question_kind,
             gold_option,
+            category,
         }
     }
 }
@@ -137,6 +156,7 @@ mod tests {
             logits: vec![0.0; 4],
             article_words: words,
             cloze,
+            category: None,
         }
     }
 

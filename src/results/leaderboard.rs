@@ -8,9 +8,24 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use super::{normalize_split, LocalRun, RunSummary};
+use crate::data::Task;
 use crate::stats::{wilson95, Interval};
 
-/// The published rows, as checked in.
+/// The published rows of each task, as checked in (`datasets/published/TASK.json`).
+pub fn published_json(task: Task) -> &'static str {
+    match task {
+        Task::Race => include_str!("../../datasets/published/race.json"),
+        Task::Dream => include_str!("../../datasets/published/dream.json"),
+        Task::Mctest160 => include_str!("../../datasets/published/mctest160.json"),
+        Task::Mctest500 => include_str!("../../datasets/published/mctest500.json"),
+        Task::Mcscript => include_str!("../../datasets/published/mcscript.json"),
+        Task::Reclor => include_str!("../../datasets/published/reclor.json"),
+        Task::Cosmosqa => include_str!("../../datasets/published/cosmosqa.json"),
+        Task::Quail => include_str!("../../datasets/published/quail.json"),
+    }
+}
+
+/// RACE's published rows (kept for callers that know only RACE).
 pub const PUBLISHED_JSON: &str = include_str!("../../datasets/published/race.json");
 
 /// One published result (percentages).
@@ -29,6 +44,9 @@ pub struct Published {
     pub questions: Option<usize>,
     pub cite: String,
     pub reference: String,
+    /// Sub-scores where the source gives them (ReClor's easy/hard, QuAIL's question types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 #[derive(Deserialize)]
@@ -37,8 +55,26 @@ struct PublishedFile {
 }
 
 pub fn published() -> Result<Vec<Published>> {
-    let f: PublishedFile = serde_json::from_str(PUBLISHED_JSON)
-        .context("datasets/published/race.json is not valid: fix it and rebuild")?;
+    published_for(Task::Race)
+}
+
+/// The published rows of `task`; every row must name its source.
+pub fn published_for(task: Task) -> Result<Vec<Published>> {
+    let f: PublishedFile = serde_json::from_str(published_json(task)).with_context(|| {
+        format!(
+            "datasets/published/{}.json is not valid: fix it and rebuild",
+            task.name()
+        )
+    })?;
+    for r in &f.rows {
+        if r.cite.trim().is_empty() || r.reference.trim().is_empty() {
+            bail!(
+                "datasets/published/{}.json: row `{}` has no source: every number needs one",
+                task.name(),
+                r.system
+            );
+        }
+    }
     Ok(f.rows)
 }
 
@@ -120,8 +156,13 @@ pub fn published_row(p: &Published) -> Row {
 /// split `any`) with the local runs of that split, best first, ranked and with the distance to
 /// the best row.
 pub fn leaderboard(split: &str, local: &[LocalRun]) -> Result<Vec<Row>> {
+    leaderboard_for(Task::Race, split, local)
+}
+
+/// [`leaderboard`] for `task`: its published rows and the local runs of that task.
+pub fn leaderboard_for(task: Task, split: &str, local: &[LocalRun]) -> Result<Vec<Row>> {
     let split = normalize_split(split);
-    let mut rows: Vec<Row> = published()?
+    let mut rows: Vec<Row> = published_for(task)?
         .iter()
         .filter(|p| p.split == split || p.split == "any")
         .map(published_row)
@@ -129,11 +170,15 @@ pub fn leaderboard(split: &str, local: &[LocalRun]) -> Result<Vec<Row>> {
     rows.extend(
         local
             .iter()
+            .filter(|(_, s)| s.data.task == task.name())
             .filter_map(|(_, s)| local_row(s))
             .filter(|r| r.split == split),
     );
     if rows.iter().all(|r| r.split == "any") {
-        bail!("no published or local results for split `{split}`: use --split test or --split dev");
+        bail!(
+            "no published or local results of task `{}` for split `{split}`: use --split test or --split dev, or evaluate a model on it",
+            task.name()
+        );
     }
     rows.sort_by(|a, b| {
         b.overall

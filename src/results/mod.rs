@@ -67,6 +67,9 @@ pub struct ModelInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataInfo {
+    /// The task (`race`, `dream`, …): runs of different tasks are never compared or merged.
+    #[serde(default = "default_task")]
+    pub task: String,
     /// `--data` as given.
     pub path: String,
     /// `race-tree` or `jsonl`.
@@ -78,6 +81,10 @@ pub struct DataInfo {
     pub split: String,
     /// `all`, `middle` or `high` (`--level`).
     pub level: String,
+}
+
+fn default_task() -> String {
+    "race".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,6 +518,15 @@ pub use crate::data::normalize_split;
 /// the same gold labels, in the same order), so a paired comparison or an ensemble is valid.
 pub fn check_same_questions(a: &Run, b: &Run) -> Result<()> {
     let (sa, sb) = (&a.summary, &b.summary);
+    if sa.data.task != sb.data.task {
+        bail!(
+            "runs {} and {} are of different tasks ({} and {}): only runs of one task can be compared, merged or ensembled",
+            a.id(),
+            b.id(),
+            sa.data.task,
+            sb.data.task
+        );
+    }
     if sa.data.sha256 != sb.data.sha256 {
         bail!(
             "runs {} and {} did not read the same data (data sha256 {}… from {} vs {}… from {}): evaluate both on the same --data, --split and --level",

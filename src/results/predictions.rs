@@ -29,6 +29,9 @@ pub struct Prediction {
     /// Whether the question is a cloze (has a `_` blank) rather than interrogative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloze: Option<bool>,
+    /// The task's own question grouping (QuAIL's question type, MCTest's one/multiple).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 pub fn scores(preds: &[Prediction]) -> LevelScores {

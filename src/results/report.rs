@@ -102,5 +102,9 @@ pub fn render(s: &RunSummary) -> String {
     out += &buckets("kind", &s.breakdowns.question_kind);
     out += "\nby gold option position:\n";
     out += &buckets("gold", &s.breakdowns.gold_option);
+    if !s.breakdowns.category.is_empty() {
+        out += &format!("\nby {} question category:\n", s.data.task);
+        out += &buckets("category", &s.breakdowns.category);
+    }
     out
 }

@@ -134,6 +134,7 @@ fn teacher_answers(spec: &str, opts: &DistillOptions, data: &OpenedData) -> Resu
         revision: None,
         head: None,
         data: t.data.clone(),
+        task: t.task,
         split: t.split.clone(),
         level: t.level,
         skip_invalid: false,
@@ -177,7 +178,8 @@ pub fn teachers(opts: &DistillOptions) -> Result<Teachers> {
     let t = &opts.train;
     let hub = crate::open::hub_config(t.quiet);
     let data = crate::open::open_data(&t.data, &t.split, t.level, &hub)
-        .with_context(|| format!("--split {}", t.split))?;
+        .with_context(|| format!("--split {}", t.split))?
+        .with_task(t.task);
     let ds = data.load(t.level, false)?;
     let answers = opts
         .teachers
@@ -224,6 +226,7 @@ mod tests {
                 .to_string(),
             revision: None,
             data: root.join("datasets/sample"),
+            task: crate::data::Task::Race,
             split: "test".into(),
             dev_split: "dev".into(),
             level: crate::data::LevelFilter::All,

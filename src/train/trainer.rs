@@ -42,6 +42,8 @@ pub struct TrainOptions {
     pub revision: Option<String>,
     /// `--data` as the user wrote it: a path or `hub:ORG/NAME[/CONFIG][@REV]`.
     pub data: PathBuf,
+    /// How the data is read.
+    pub task: crate::data::Task,
     pub split: String,
     pub dev_split: String,
     pub level: LevelFilter,
@@ -366,9 +368,11 @@ pub fn open_inputs(opts: &TrainOptions) -> Result<Inputs> {
     let model = open::open_model(&opts.model, opts.revision.as_deref(), &hub)?;
     model.require_whole_model("--model")?;
     let train = open::open_data(&opts.data, &opts.split, opts.level, &hub)
-        .with_context(|| format!("--split {}", opts.split))?;
+        .with_context(|| format!("--split {}", opts.split))?
+        .with_task(opts.task);
     let dev = open::open_data(&opts.data, &opts.dev_split, opts.level, &hub)
-        .with_context(|| format!("--dev-split {}", opts.dev_split))?;
+        .with_context(|| format!("--dev-split {}", opts.dev_split))?
+        .with_task(opts.task);
     Ok(Inputs { model, train, dev })
 }
 
