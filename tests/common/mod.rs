@@ -596,3 +596,109 @@ pub fn ok(out: &std::process::Output) -> String {
     assert!(out.status.success(), "race-eval failed: {text}");
     text
 }
+
+/// A parquet column's type, for [`parquet_bytes`].
+#[derive(Clone, Copy)]
+pub enum Col {
+    Str,
+    StrList,
+    Int,
+    /// A struct of string fields (the row value is an object with these keys).
+    StrStruct(&'static [&'static str]),
+}
+
+/// Parquet bytes of `rows` (JSON objects) with typed `columns`, snappy-compressed, as the
+/// Hub's conversion writes them: strings, lists of strings, 64-bit integers.
+pub fn parquet_bytes(rows: &[serde_json::Value], columns: &[(&str, Col)]) -> Vec<u8> {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let mut schema = String::from("message schema {\n");
+    for (c, t) in columns {
+        schema += &match t {
+            Col::Str => format!("  optional binary {c} (STRING);\n"),
+            Col::Int => format!("  optional int64 {c};\n"),
+            Col::StrList => format!(
+                "  optional group {c} (LIST) {{ repeated group list {{ optional binary element (STRING); }} }}\n"
+            ),
+            Col::StrStruct(fields) => format!(
+                "  optional group {c} {{ {} }}\n",
+                fields
+                    .iter()
+                    .map(|f| format!("optional binary {f} (STRING);"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        };
+    }
+    schema += "}";
+    let schema = Arc::new(parse_message_type(&schema).unwrap());
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = SerializedFileWriter::new(file, schema, props).unwrap();
+    let mut rg = writer.next_row_group().unwrap();
+    for (c, t) in columns {
+        if let Col::StrStruct(fields) = t {
+            for f in *fields {
+                let mut col = rg.next_column().unwrap().unwrap();
+                let vals: Vec<ByteArray> = rows
+                    .iter()
+                    .map(|r| ByteArray::from(r[*c][*f].as_str().unwrap()))
+                    .collect();
+                let defs = vec![2i16; vals.len()];
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .unwrap();
+                col.close().unwrap();
+            }
+            continue;
+        }
+        let mut col = rg.next_column().unwrap().unwrap();
+        match t {
+            Col::Str => {
+                let vals: Vec<ByteArray> = rows
+                    .iter()
+                    .map(|r| ByteArray::from(r[*c].as_str().unwrap()))
+                    .collect();
+                let defs = vec![1i16; vals.len()];
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .unwrap();
+            }
+            Col::Int => {
+                let vals: Vec<i64> = rows.iter().map(|r| r[*c].as_i64().unwrap()).collect();
+                let defs = vec![1i16; vals.len()];
+                col.typed::<Int64Type>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .unwrap();
+            }
+            Col::StrList => {
+                let (mut vals, mut defs, mut reps) = (Vec::new(), Vec::new(), Vec::new());
+                for r in rows {
+                    for (i, o) in r[*c].as_array().unwrap().iter().enumerate() {
+                        vals.push(ByteArray::from(o.as_str().unwrap()));
+                        defs.push(3i16);
+                        reps.push(i16::from(i > 0));
+                    }
+                }
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), Some(&reps))
+                    .unwrap();
+            }
+            Col::StrStruct(_) => unreachable!("written above"),
+        }
+        col.close().unwrap();
+    }
+    rg.close().unwrap();
+    writer.close().unwrap();
+    std::fs::read(path).unwrap()
+}
