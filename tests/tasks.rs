@@ -659,3 +659,61 @@ fn tasks_lists_every_task_with_its_files_and_splits() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("no published or local results of task `mctest160`"));
 }
+
+#[test]
+fn a_two_option_task_trains_head_only_and_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut xml = String::from("<data>\n");
+    for (n, (_, ctx, qs)) in with_options(2).iter().enumerate() {
+        xml += &format!("<instance id=\"{n}\"><text>{ctx}</text><questions>\n");
+        for (k, (q, o, a)) in qs.iter().enumerate() {
+            xml += &format!("<question id=\"{k}\" text=\"{q}\" type=\"text\">");
+            for (i, opt) in o.iter().enumerate() {
+                let c = if i == *a { "True" } else { "False" };
+                xml += &format!("<answer correct=\"{c}\" id=\"{i}\" text=\"{opt}\"/>");
+            }
+            xml += "</question>\n";
+        }
+        xml += "</questions></instance>\n";
+    }
+    xml += "</data>\n";
+    write(dir.path(), "train-data.xml", &xml);
+    write(dir.path(), "dev-data.xml", &xml);
+    let data = dir.path().display().to_string();
+    let model = tiny();
+    for (name, extra) in [("head", vec!["--head-only"]), ("full", vec![])] {
+        let out = dir.path().join(name).display().to_string();
+        let mut args = vec![
+            "train",
+            "--task",
+            "mcscript",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--output",
+            &out,
+            "--steps",
+            "2",
+            "--eval-every",
+            "1",
+            "--batch-size",
+            "2",
+            "--micro-batch-size",
+            "2",
+            "--max-seq-len",
+            "64",
+            "--max-qa-len",
+            "16",
+            "-q",
+        ];
+        args.extend(extra);
+        let text = ok(&race_eval(dir.path(), "http://127.0.0.1:9", &args, true));
+        assert!(text.contains("2 steps done"), "{text}");
+        let meta: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(name).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["train_questions"], 4);
+    }
+}
