@@ -9,7 +9,7 @@ on its own, with its own parsing that follows the rules documented in src/data/t
 
   * DREAM: the turns joined by "\\n"; the answer is the index of the choice whose text equals
     `answer`; passage id = the dialogue id.
-  * MCTest: the story with `\\newline` replaced by "\\n"; the `one:`/`multiple:` prefix removed
+  * MCTest: the story with `\\newline` replaced by "\\n" (and MC500's few `\\tab` by "\\t"); the `one:`/`multiple:` prefix removed
     from the question, which is then stripped; gold letters from the .ans file; passage id =
     the story id (first column).
   * MCScript: the <text> trimmed; the answer marked correct="True"; passage id =
@@ -91,7 +91,7 @@ def read_mctest(tsv):
         assert len(cols) == 23, (tsv, cols[0], len(cols))
         letters = [g.strip() for g in gold.split("\t")]
         assert len(letters) == 4 and all(g in "ABCD" for g in letters), gold
-        story = cols[2].replace("\\newline", "\n")
+        story = cols[2].replace("\\newline", "\n").replace("\\tab", "\t")
         for k in range(4):
             q = cols[3 + 5 * k: 8 + 5 * k]
             yield {"passage_id": cols[0], "context": story, "question": mctest_question(q[0]),

@@ -14,9 +14,10 @@ use super::Task;
 use crate::data::error::Location;
 use crate::data::Dataset;
 
-/// The story as text: `\newline` markers become newlines.
+/// The story as text: `\newline` markers become newlines (and MC500's few `\tab` markers
+/// tabs).
 pub fn story_text(raw: &str) -> String {
-    raw.replace("\\newline", "\n")
+    raw.replace("\\newline", "\n").replace("\\tab", "\t")
 }
 
 /// `one: Who …?` → ("one", "Who …?"); no prefix → (None, the text).
