@@ -656,8 +656,18 @@ fn tasks_lists_every_task_with_its_files_and_splits() {
     };
     assert!(ok(&board("reclor")).contains("RoBERTa-large"));
     let o = board("mctest160");
-    assert!(String::from_utf8_lossy(&o.stderr)
-        .contains("no published or local results of task `mctest160`"));
+    let text = ok(&o);
+    assert!(
+        text.contains("Random guess") && text.contains("only chance is shown"),
+        "{text}"
+    );
+    let o = race_eval(
+        home.path(),
+        "http://127.0.0.1:9",
+        &["leaderboard", "--task", "reclor", "--split", "tset"],
+        true,
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--split tset"));
 }
 
 #[test]

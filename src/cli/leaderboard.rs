@@ -41,6 +41,14 @@ pub fn run(args: &LeaderboardArgs) -> Result<()> {
         eprintln!("warning: {p}");
     }
     let rows = leaderboard_for(args.task, &args.split, &local)?;
+    if rows.iter().all(|r| r.split == "any") {
+        eprintln!(
+            "note: no published result of task `{}` on split `{}` was verified from a source, and there are no local runs of it: only chance is shown (evaluate a model with `race-eval eval --task {}`)",
+            args.task.name(),
+            args.split,
+            args.task.name()
+        );
+    }
     print!("{}", render(&rows, args.format)?);
     Ok(())
 }

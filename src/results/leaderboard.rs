@@ -174,10 +174,17 @@ pub fn leaderboard_for(task: Task, split: &str, local: &[LocalRun]) -> Result<Ve
             .filter_map(|(_, s)| local_row(s))
             .filter(|r| r.split == split),
     );
-    if rows.iter().all(|r| r.split == "any") {
+    let known = ["test", "dev"].contains(&split.as_str())
+        || task
+            .info()
+            .splits
+            .iter()
+            .any(|s| normalize_split(s) == split);
+    if !known {
         bail!(
-            "no published or local results of task `{}` for split `{split}`: use --split test or --split dev, or evaluate a model on it",
-            task.name()
+            "--split {split}: task `{}` has splits {} (dev is also validation)",
+            task.name(),
+            task.info().splits.join(", ")
         );
     }
     rows.sort_by(|a, b| {
