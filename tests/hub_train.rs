@@ -233,7 +233,7 @@ fn distill_takes_hub_teachers_and_students_and_bench_takes_hub_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, dev) = splits(tmp.path());
     let local_data = local_parquet(tmp.path(), &train, &dev);
-    let server = hub(&train, &dev);
+    let mut server = hub(&train, &dev);
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let url = server.url.clone();
@@ -338,6 +338,44 @@ fn distill_takes_hub_teachers_and_students_and_bench_takes_hub_ids() {
     let local: serde_json::Value =
         serde_json::from_slice(&bytes(&local_model.join("config.json"))).unwrap();
     assert_eq!(v["config"]["hidden_size"], local["hidden_size"]);
+
+    // Offline, the server gone: distill and bench rerun from the cache.
+    server.stop();
+    run(
+        &home,
+        &url,
+        distill(&pinned, &pinned, DATA, "offline"),
+        true,
+    );
+    assert_eq!(
+        bytes(&out("offline").join("model.safetensors")),
+        bytes(&out("hub").join("model.safetensors"))
+    );
+    let text = run(
+        &home,
+        &url,
+        [
+            "bench",
+            "--model",
+            &pinned,
+            "--data",
+            DATA,
+            "--split",
+            "dev",
+            "--batch",
+            "4",
+            "--max-seq-len",
+            "48",
+            "--max-qa-len",
+            "16",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        true,
+    );
+    assert!(text.contains("\"questions\": 24"), "{text}");
 }
 
 /// A SentencePiece ModelProto of single characters (and the ALBERT specials): enough for a
