@@ -199,3 +199,11 @@ pub fn answer_index(v: &serde_json::Value) -> Option<usize> {
         _ => None,
     }
 }
+
+/// A JSON list of strings (`None` if it is missing or holds anything else).
+pub fn string_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    v?.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_string))
+        .collect()
+}

@@ -7,23 +7,16 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::build::{answer_by_text, Builder, Row};
+use super::build::{answer_by_text, string_list, Builder, Row};
 use super::Task;
 use crate::data::error::Location;
 use crate::data::Dataset;
-
-fn strings(v: Option<&Value>) -> Option<Vec<String>> {
-    v?.as_array()?
-        .iter()
-        .map(|x| x.as_str().map(str::to_string))
-        .collect()
-}
 
 fn question(b: &mut Builder, at: Location, id: &str, context: &str, q: &Value) {
     let Some(text) = q.get("question").and_then(Value::as_str) else {
         return b.error(at.field_error("question", "missing or not a string"));
     };
-    let Some(options) = strings(q.get("choice")) else {
+    let Some(options) = string_list(q.get("choice")) else {
         return b.error(at.field_error("choice", "missing or not a list of strings"));
     };
     let Some(answer) = q.get("answer").and_then(Value::as_str) else {
@@ -81,7 +74,7 @@ pub fn load(file: &Path) -> Result<Dataset> {
         };
         let id = parts[2].as_str().map_or(item_id.clone(), str::to_string);
         let at = Location::passage(file, Some(&id));
-        let Some(turns) = strings(Some(&parts[0])) else {
+        let Some(turns) = string_list(Some(&parts[0])) else {
             b.error(at.field_error("turns", "expected a list of strings"));
             continue;
         };
@@ -103,7 +96,7 @@ pub fn hub_row(b: &mut Builder, file: &Path, line: usize, row: &Value) {
     let Some(id) = row.get("dialogue_id").and_then(Value::as_str) else {
         return b.error(at.field_error("dialogue_id", "missing or not a string"));
     };
-    let Some(turns) = strings(row.get("dialogue")) else {
+    let Some(turns) = string_list(row.get("dialogue")) else {
         return b.error(at.field_error("dialogue", "missing or not a list of strings"));
     };
     question(b, at, id, &turns.join("\n"), row);

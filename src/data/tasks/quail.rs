@@ -7,11 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use quick_xml::events::Event;
-use quick_xml::Reader;
 use serde_json::Value;
 
-use super::build::{answer_index, Builder, Row};
-use super::xml::{attr, line_at};
+use super::build::{answer_index, string_list, Builder, Row};
+use super::xml::{attr, each_event, line_at, single_correct};
 use super::Task;
 use crate::data::error::Location;
 use crate::data::Dataset;
@@ -51,10 +50,7 @@ pub fn row(b: &mut Builder, file: &Path, line: usize, row: &Value) {
         return b
             .error(at.field_error("context_id / context / question", "missing or not a string"));
     };
-    let options: Option<Vec<String>> = row
-        .get("answers")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect());
+    let options = string_list(row.get("answers"));
     let Some(options) = options else {
         return b.error(at.field_error("answers", "missing or not a list of strings"));
     };
@@ -88,83 +84,60 @@ fn load_xml(file: &Path) -> Result<Dataset> {
     let xml =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut b = Builder::new(Task::Quail);
-    let mut reader = Reader::from_str(&xml);
     let (mut passage, mut body, mut in_body) = (String::new(), String::new(), false);
     let mut q: Option<Q> = None;
-    loop {
-        let pos = reader.buffer_position() as usize;
-        let event = match reader.read_event() {
-            Ok(e) => e,
-            Err(e) => {
-                let line = line_at(&xml, reader.error_position() as usize);
-                b.error_at(file, Some(line), None, None, format!("malformed XML: {e}"));
-                break;
+    each_event(&xml, file, &mut b, |event, pos, b| match event {
+        Event::Start(e) => match e.name().as_ref() {
+            b"text" => {
+                passage = attr(&e, "id").unwrap_or_default();
+                body.clear();
             }
-        };
-        match event {
-            Event::Start(e) => match e.name().as_ref() {
-                b"text" => {
-                    passage = attr(&e, "id").unwrap_or_default();
-                    body.clear();
-                }
-                b"text_body" => in_body = true,
-                b"q" => {
-                    q = Some(Q {
-                        id: attr(&e, "id"),
-                        line: line_at(&xml, pos),
-                        kind: attr(&e, "type"),
-                        text: String::new(),
-                        answers: Vec::new(),
-                        in_answer: false,
-                    })
-                }
-                b"a" => {
-                    if let Some(q) = q.as_mut() {
-                        let correct = attr(&e, "correct").is_some_and(|c| c == "True");
-                        q.answers.push((String::new(), correct));
-                        q.in_answer = true;
-                    }
-                }
-                _ => {}
-            },
-            Event::Text(t) => {
-                let t = t.unescape().unwrap_or_default();
-                if in_body {
-                    body.push_str(&t);
-                } else if let Some(q) = q.as_mut() {
-                    match q.answers.last_mut().filter(|_| q.in_answer) {
-                        Some(a) => a.0.push_str(&t),
-                        None => q.text.push_str(&t),
-                    }
+            b"text_body" => in_body = true,
+            b"q" => {
+                q = Some(Q {
+                    id: attr(&e, "id"),
+                    line: line_at(&xml, pos),
+                    kind: attr(&e, "type"),
+                    text: String::new(),
+                    answers: Vec::new(),
+                    in_answer: false,
+                })
+            }
+            b"a" => {
+                if let Some(q) = q.as_mut() {
+                    let correct = attr(&e, "correct").is_some_and(|c| c == "True");
+                    q.answers.push((String::new(), correct));
+                    q.in_answer = true;
                 }
             }
-            Event::End(e) => match e.name().as_ref() {
-                b"text_body" => in_body = false,
-                b"a" => {
-                    if let Some(q) = q.as_mut() {
-                        q.in_answer = false;
-                    }
+            _ => {}
+        },
+        Event::Text(t) => {
+            let t = t.unescape().unwrap_or_default();
+            if in_body {
+                body.push_str(&t);
+            } else if let Some(q) = q.as_mut() {
+                match q.answers.last_mut().filter(|_| q.in_answer) {
+                    Some(a) => a.0.push_str(&t),
+                    None => q.text.push_str(&t),
                 }
-                b"q" => {
-                    let Some(done) = q.take() else { continue };
-                    let at = Location {
-                        passage: Some(passage.clone()),
-                        ..Location::line(file, done.line)
-                    };
-                    let correct: Vec<usize> = (0..done.answers.len())
-                        .filter(|&i| done.answers[i].1)
-                        .collect();
-                    if correct.len() != 1 {
-                        b.error(at.field_error(
-                            "a@correct",
-                            format!(
-                                "{} answers are marked correct=\"True\"; exactly one must be",
-                                correct.len()
-                            ),
-                        ));
-                        continue;
-                    }
-                    b.push(
+            }
+        }
+        Event::End(e) => match e.name().as_ref() {
+            b"text_body" => in_body = false,
+            b"a" => {
+                if let Some(q) = q.as_mut() {
+                    q.in_answer = false;
+                }
+            }
+            b"q" => {
+                let Some(done) = q.take() else { return };
+                let at = Location {
+                    passage: Some(passage.clone()),
+                    ..Location::line(file, done.line)
+                };
+                match single_correct(&done.answers) {
+                    Ok(label) => b.push(
                         at,
                         Row {
                             passage_id: &passage,
@@ -175,17 +148,17 @@ fn load_xml(file: &Path) -> Result<Dataset> {
                                 .into_iter()
                                 .map(|a| a.0.trim().to_string())
                                 .collect(),
-                            label: correct[0],
+                            label,
                             category: done.kind,
                             item_id: done.id,
                         },
-                    );
+                    ),
+                    Err(msg) => b.error(at.field_error("a@correct", msg)),
                 }
-                _ => {}
-            },
-            Event::Eof => break,
+            }
             _ => {}
-        }
-    }
+        },
+        _ => {}
+    });
     Ok(b.finish(vec![file.to_path_buf()]))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::build::{answer_index, Builder, Row};
+use super::build::{answer_index, string_list, Builder, Row};
 use super::Task;
 use crate::data::error::Location;
 use crate::data::Dataset;
@@ -24,10 +24,7 @@ fn question(b: &mut Builder, at: Location, row: &Value) {
     let (Some(context), Some(question)) = (get("context"), get("question")) else {
         return b.error(at.field_error("context / question", "missing or not a string"));
     };
-    let options: Option<Vec<String>> = row
-        .get("answers")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect());
+    let options = string_list(row.get("answers"));
     let Some(options) = options else {
         return b.error(at.field_error("answers", "missing or not a list of strings"));
     };
