@@ -30,6 +30,7 @@ pub fn ensemble(runs: &[Run]) -> Result<(RunSummary, Vec<Prediction>)> {
             }
             let logits: Vec<f32> = avg.iter().map(|&p| p.ln() as f32).collect();
             Prediction {
+                pred_norm: None,
                 pred: argmax(&logits),
                 logits,
                 ..first.clone()

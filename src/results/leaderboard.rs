@@ -128,7 +128,10 @@ pub fn local_row(s: &RunSummary) -> Option<Row> {
         ci95: s.accuracy.overall.ci95.map(pct),
         delta_best: 0.0,
         questions: Some(s.counts.questions),
-        source: format!("local: {}{level}", s.data.path),
+        source: match &s.settings.protocol {
+            Some(p) => format!("local: {}{level}, zero-shot {p}", s.data.path),
+            None => format!("local: {}{level}", s.data.path),
+        },
     })
 }
 
