@@ -210,6 +210,58 @@ fn cli_run_record_report_leaderboard_compare() {
     let v: serde_json::Value = serde_json::from_str(&cmp_out).unwrap();
     assert_eq!(v["only_a"], 0, "{cmp_out}");
     assert_eq!(v["only_b"], 0, "{cmp_out}");
+
+    // Ensembles: two runs of one protocol average; an LM run and an encoder run on the same
+    // questions do not.
+    let ens = race_eval(&[
+        "ensemble",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--output-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert!(
+        ens.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ens.stderr)
+    );
+    let all = run("harness-all", "dequantized", None);
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/models/tiny-albert");
+    let enc = race_eval(&[
+        "eval",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "-q",
+        "--output-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    let enc_dir = String::from_utf8_lossy(&enc.stdout)
+        .lines()
+        .find(|l| l.starts_with("run: "))
+        .unwrap()
+        .trim_start_matches("run: ")
+        .to_string();
+    let mixed = race_eval(&["ensemble", all.to_str().unwrap(), &enc_dir]);
+    assert!(!mixed.status.success());
+    let err = String::from_utf8_lossy(&mixed.stderr).to_string();
+    assert!(
+        err.contains("one protocol only") && err.contains("zero-shot harness-all"),
+        "{err}"
+    );
+    // The same questions, though: compare pairs them.
+    let cmp = race_eval(&["compare", all.to_str().unwrap(), &enc_dir]);
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
 }
 
 /// Refusals that need no weights.
