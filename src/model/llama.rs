@@ -60,6 +60,40 @@ impl WeightMode {
 enum Linear {
     Q(QMatMul),
     OnUse(Arc<QTensor>),
+    /// Blocks of output rows, each multiplied as the others and the outputs joined (the
+    /// output layer: dequantised on use, its f32 form, vocabulary × hidden, would be larger than
+    /// the whole quantised file; one block at a time is not).
+    Rows(Vec<Linear>),
+}
+
+/// Rows per block of the token embedding and output layer.
+const HEAD_ROWS: usize = 4096;
+
+/// `q`'s rows in blocks of `rows` rows, each its own quantised tensor (the bytes copied).
+fn split_rows(q: &QTensor, rows: usize, device: &Device) -> Result<Vec<Arc<QTensor>>> {
+    let (n, cols) = q.shape().dims2()?;
+    let dt = q.dtype();
+    if cols % dt.block_size() != 0 {
+        bail!("a row of {cols} values is not a whole number of {dt:?} blocks");
+    }
+    let row_bytes = cols / dt.block_size() * dt.type_size();
+    let data = q.data()?;
+    if data.len() != n * row_bytes {
+        bail!(
+            "{dt:?} tensor of {n} x {cols}: {} bytes, expected {}",
+            data.len(),
+            n * row_bytes
+        );
+    }
+    (0..n)
+        .step_by(rows)
+        .map(|r0| {
+            let r1 = (r0 + rows).min(n);
+            let bytes = std::borrow::Cow::Borrowed(&data[r0 * row_bytes..r1 * row_bytes]);
+            let storage = candle_core::quantized::QStorage::from_data(bytes, device, dt)?;
+            Ok(Arc::new(QTensor::new(storage, (r1 - r0, cols))?))
+        })
+        .collect()
 }
 
 impl Linear {
@@ -78,6 +112,13 @@ impl Linear {
             Linear::OnUse(q) => {
                 let w = q.dequantize(&x.device().clone())?;
                 x.broadcast_matmul(&w.t()?)
+            }
+            Linear::Rows(blocks) => {
+                let parts = blocks
+                    .iter()
+                    .map(|b| b.forward(x))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&parts, D::Minus1)
             }
         }
     }
@@ -233,7 +274,8 @@ impl KvCache {
 /// A Llama decoder loaded from a GGUF file.
 pub struct Llama {
     pub config: LlamaConfig,
-    embed: Arc<QTensor>,
+    /// The token embedding in blocks of [`HEAD_ROWS`] rows.
+    embed: Vec<Arc<QTensor>>,
     layers: Vec<Layer>,
     norm: Tensor,
     head: Linear,
@@ -321,16 +363,39 @@ impl Llama {
             );
         }
         let embed = Arc::new(embed);
-        let head = if content.tensor_infos.contains_key("output.weight") {
+        let head_q = if content.tensor_infos.contains_key("output.weight") {
             let q = content.tensor(&mut file, "output.weight", device)?;
-            matmul(q, "output.weight", config.vocab_size, h)?
+            if q.shape().dims() != [config.vocab_size, h] {
+                bail!(
+                    "{}: `output.weight` has shape {:?}, expected [{}, {h}]",
+                    path.display(),
+                    q.shape().dims(),
+                    config.vocab_size
+                );
+            }
+            Arc::new(q)
         } else {
-            Linear::new(embed.clone(), mode, device)?
+            embed.clone()
         };
+        // The embedding is kept in blocks of rows (the output layer too when tied), so that
+        // no copy of the whole table is held beside them.
+        let embed_blocks = split_rows(&embed, HEAD_ROWS, device)?;
+        let head_blocks = if Arc::ptr_eq(&head_q, &embed) {
+            embed_blocks.clone()
+        } else {
+            split_rows(&head_q, HEAD_ROWS, device)?
+        };
+        drop((head_q, embed));
+        let head = Linear::Rows(
+            head_blocks
+                .into_iter()
+                .map(|b| Linear::new(b, mode, device))
+                .collect::<Result<_>>()?,
+        );
         let (cos, sin) = rope_tables(&config, device)?;
         Ok(Self {
             config,
-            embed,
+            embed: embed_blocks,
             layers,
             norm,
             head,
@@ -342,6 +407,24 @@ impl Llama {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The embedding rows of `ids` (`(batch, len)` → `(batch, len, hidden)`), read from the
+    /// blocks that hold them.
+    fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let mut rows = Vec::with_capacity(flat.len());
+        for &id in &flat {
+            let (blk, at) = (id as usize / HEAD_ROWS, id as usize % HEAD_ROWS);
+            let block = self
+                .embed
+                .get(blk)
+                .with_context(|| format!("token id {id} is outside the vocabulary"))?;
+            let local = Tensor::new(&[at as u32], &self.device)?;
+            rows.push(block.embedding(&local)?);
+        }
+        Ok(Tensor::cat(&rows, 0)?.reshape((b, l, self.config.hidden))?)
     }
 
     /// Runs `ids` (`(batch, len)`) at positions `past.len ..`, every sequence attending to the
@@ -367,7 +450,7 @@ impl Llama {
         let groups = c.n_head / c.n_kv_head;
         let mask = attention_mask(p, l, groups, &self.device)?;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut x = self.embed.embedding(ids)?;
+        let mut x = self.embedding(ids)?;
         let mut new_kv = Vec::with_capacity(self.layers.len());
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
@@ -575,6 +658,37 @@ mod tests {
                     assert_eq!(v.is_finite(), j < 2 + i + 1, "row {g},{i} col {j}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn row_blocks_dequantize_to_the_whole() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (10, 64), &dev).unwrap();
+        for dt in [GgmlDType::Q8_0, GgmlDType::Q4_1] {
+            let q = QTensor::quantize(&w, dt).unwrap();
+            let blocks = split_rows(&q, 4, &dev).unwrap();
+            let rows: Vec<usize> = blocks.iter().map(|b| b.shape().dims()[0]).collect();
+            assert_eq!(rows, vec![4, 4, 2]);
+            let parts: Vec<Tensor> = blocks.iter().map(|b| b.dequantize(&dev).unwrap()).collect();
+            let joined: Vec<Vec<f32>> = Tensor::cat(&parts, 0).unwrap().to_vec2().unwrap();
+            let whole: Vec<Vec<f32>> = q.dequantize(&dev).unwrap().to_vec2().unwrap();
+            assert_eq!(joined, whole);
+            // And the blocked product is the whole product, row block by row block.
+            let x = Tensor::randn(0f32, 1.0, (3, 64), &dev).unwrap();
+            let a = Linear::Rows(blocks.into_iter().map(Linear::OnUse).collect())
+                .forward(&x)
+                .unwrap();
+            let b = Linear::OnUse(Arc::new(q)).forward(&x).unwrap();
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-4, "{d}");
         }
     }
 
