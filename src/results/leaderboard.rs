@@ -310,6 +310,16 @@ mod tests {
             (albert.overall, albert.middle, albert.high),
             (89.4, Some(91.2), Some(88.6))
         );
+        // Zero-shot decoder LMs scored by lm-evaluation-harness (RACE-high, last question per
+        // article), as the MobiLlama README reports them.
+        let pythia = p
+            .iter()
+            .find(|r| r.system.starts_with("pythia-410m (zero-shot"))
+            .unwrap();
+        assert_eq!(
+            (pythia.overall, pythia.middle, pythia.high),
+            (30.71, None, Some(30.71))
+        );
     }
 
     #[test]
