@@ -290,3 +290,23 @@ fn refusals() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("apply to decoder LMs"));
 }
+
+/// A prompt run in chunks (each attending to the cached keys and values of the ones before)
+/// gives the same continuation log-likelihoods as the prompt run whole.
+#[test]
+fn chunked_prompt_equals_whole_prompt() {
+    let path = need_gguf!();
+    let model = Llama::from_gguf(&path, WeightMode::DequantizeOnUse, &Device::Cpu).unwrap();
+    let ids: Vec<u32> = (0..300u32).map(|i| 200 + (i * 37) % 5000).collect();
+    let conts = vec![vec![300, 301, 302], vec![400], vec![500, 501]];
+    let whole = model.prompt_chunked(&ids, 10_000).unwrap();
+    let want = model.continuation_logprobs(&whole, &conts).unwrap();
+    for chunk in [1usize, 7, 128, 299] {
+        let c = model.prompt_chunked(&ids[..], chunk).unwrap();
+        assert_eq!(c.len(), 300);
+        let got = model.continuation_logprobs(&c, &conts).unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-3, "chunk {chunk}: {g} vs {w}");
+        }
+    }
+}

@@ -66,6 +66,9 @@ enum Linear {
     Rows(Vec<Linear>),
 }
 
+/// Prompt tokens run at a time by [`Llama::prompt`].
+const PROMPT_CHUNK: usize = 256;
+
 /// Rows per block of the token embedding and output layer.
 const HEAD_ROWS: usize = 4096;
 
@@ -507,17 +510,42 @@ impl Llama {
 
     /// Runs a prompt once; its cache serves every continuation.
     pub fn prompt(&self, ids: &[u32]) -> Result<KvCache> {
+        self.prompt_chunked(ids, PROMPT_CHUNK)
+    }
+
+    /// [`Llama::prompt`] run `chunk` tokens at a time, each chunk attending to the keys and
+    /// values of the ones before it: the attention scores then take `chunk × len` floats per
+    /// head instead of `len²`, which bounds the memory a long prompt needs.
+    pub fn prompt_chunked(&self, ids: &[u32], chunk: usize) -> Result<KvCache> {
         if ids.is_empty() {
             bail!("an empty prompt cannot be scored (no token predicts the continuation)");
         }
-        let t = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
-        let (x, kv) = self.forward(&t, None)?;
-        let last = x.i((0, ids.len() - 1))?;
-        Ok(KvCache {
-            layers: kv,
-            len: ids.len(),
-            last,
-        })
+        let mut cache: Option<KvCache> = None;
+        for part in ids.chunks(chunk.max(1)) {
+            let t = Tensor::new(part, &self.device)?.unsqueeze(0)?;
+            let (x, kv) = self.forward(&t, cache.as_ref())?;
+            let last = x.i((0, part.len() - 1))?;
+            cache = Some(match cache {
+                None => KvCache {
+                    layers: kv,
+                    len: part.len(),
+                    last,
+                },
+                Some(old) => KvCache {
+                    layers: old
+                        .layers
+                        .iter()
+                        .zip(kv)
+                        .map(|((pk, pv), (k, v))| {
+                            Ok((Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?))
+                        })
+                        .collect::<Result<_>>()?,
+                    len: old.len + part.len(),
+                    last,
+                },
+            });
+        }
+        cache.context("internal: no prompt chunk ran")
     }
 
     /// Log-probabilities (natural log) of every token of every continuation given the cached
