@@ -172,6 +172,7 @@ fn eval_args(model: &Path, head: Option<&Path>, data: &Path) -> race_eval::cli::
             shard: None,
             shard_count: None,
         },
+        lm: Default::default(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! `race-eval eval`: arguments in, scores out; the work is [`crate::eval::pipeline`].
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::EvalArgs;
-use crate::eval::{self, pipeline::EvalRequest};
+use crate::eval::{self, lm::LmRequest, pipeline::EvalRequest};
+use crate::features::harness::Protocol;
 use crate::features::FormatConfig;
 use crate::metrics::{Accuracy, LevelScores};
+use crate::model::llama::WeightMode;
 
 impl EvalArgs {
     /// The library's description of this evaluation.
@@ -32,7 +34,89 @@ impl EvalArgs {
     }
 }
 
+impl EvalArgs {
+    /// The library's description of a decoder-LM evaluation (`--model FILE.gguf`).
+    pub fn lm_request(&self) -> Result<LmRequest> {
+        if self.head.is_some() || self.revision.is_some() {
+            bail!("--head and --revision apply to encoder models, not to a GGUF decoder LM");
+        }
+        if self.record.shard.is_some() {
+            bail!("--shard splits questions, but a decoder LM's prompt holds every earlier question of the article: run it unsharded");
+        }
+        Ok(LmRequest {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            task: self.task,
+            split: self.split.clone(),
+            level: self.level,
+            skip_invalid: self.skip_invalid,
+            protocol: self.lm.protocol.unwrap_or(Protocol::HarnessLast),
+            limit: self.lm.limit,
+            max_len: None,
+            weights: self.lm.weights.unwrap_or(WeightMode::DequantizeOnUse),
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// `race-eval eval --model FILE.gguf`: a zero-shot decoder LM.
+fn run_lm(args: &EvalArgs) -> Result<()> {
+    let req = args.lm_request()?;
+    if let Some(p) = &args.predictions {
+        crate::paths::refuse_overwrite(
+            p,
+            "--predictions",
+            &[args.data.clone(), args.model.clone()],
+            false,
+        )?;
+    }
+    let out = eval::lm::evaluate_lm(&req)?;
+    for w in &out.warnings {
+        eprintln!("{w}");
+    }
+    if let Some(path) = &args.predictions {
+        crate::results::write_predictions(path, &out.predictions)?;
+    }
+    let run_dir = eval::lm::write_record(&req, &out, &args.record.output_dir)?;
+    let n = out.predictions.len();
+    println!(
+        "race-eval: {} on {} (split {}, level {}, zero-shot {})",
+        args.model.display(),
+        args.data.display(),
+        args.split,
+        format!("{:?}", args.level).to_lowercase(),
+        req.protocol.name()
+    );
+    println!(
+        "{n} questions scored in {} passages ({} questions read)",
+        out.dataset.passages(),
+        out.dataset.questions.len()
+    );
+    println!("acc (summed log-likelihood):");
+    print!("{}", score_table(&out.scores));
+    println!("acc_norm (log-likelihood / option length in characters):");
+    print!("{}", score_table(&out.scores_norm));
+    println!(
+        "wall time {:.2} s ({:.2} questions/s end to end; model {:.2} questions/s, {:.0} tokens/s)",
+        out.wall_secs,
+        n as f64 / out.wall_secs,
+        n as f64 / out.model_secs.max(1e-9),
+        out.tokens as f64 / out.model_secs.max(1e-9)
+    );
+    if let Some(path) = &args.predictions {
+        println!("predictions: {}", path.display());
+    }
+    println!("run: {}", run_dir.display());
+    Ok(())
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
+    if crate::open::is_gguf(&args.model) {
+        return run_lm(args);
+    }
+    if args.lm.protocol.is_some() || args.lm.limit.is_some() || args.lm.weights.is_some() {
+        bail!("--protocol, --limit and --weights apply to decoder LMs (--model FILE.gguf)");
+    }
     let mut req = args.request();
     // Refused before any work when it is plainly the data file; after loading, against every
     // file the run read.

@@ -128,6 +128,28 @@ pub struct EvalArgs {
     /// Run record options (--output-dir, --shard)
     #[command(flatten)]
     pub record: record::RecordArgs,
+    /// Decoder LM options (--model FILE.gguf)
+    #[command(flatten)]
+    pub lm: LmArgs,
+}
+
+/// Options of a zero-shot decoder LM (`--model FILE.gguf`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct LmArgs {
+    /// How a decoder LM (--model FILE.gguf) is asked: harness-last (lm-evaluation-harness
+    /// `race` v3.0: the last question of each article, the earlier ones answered in the prompt)
+    /// or harness-all (every question, each with the earlier ones as context)
+    #[arg(long, value_enum)]
+    pub protocol: Option<crate::features::harness::Protocol>,
+    /// Decoder LMs: score only the first N questions of the protocol (a quick run)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Decoder LMs: how the GGUF weights are multiplied. dequantize-on-use (default): kept
+    /// quantised in memory, each linear dequantised to f32 as it runs (transformers' arithmetic,
+    /// memory about the file's size); dequantized: f32 resident (faster, 4 bytes per weight);
+    /// quantized: candle's quantised kernels with quantised activations (llama.cpp's arithmetic)
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub weights: Option<crate::model::llama::WeightMode>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Running the model over features: length-sorted dynamic batching, and predictions back in
 //! input order. [`pipeline`] is a whole evaluation (model, data, run, scores, record).
 
+pub mod lm;
 pub mod pipeline;
 
 use anyhow::Result;
@@ -259,6 +260,7 @@ pub fn predictions(questions: &[Question], logits: Vec<Vec<f32>>) -> Vec<Predict
             article_words: Some(q.article.split_whitespace().count()),
             cloze: Some(q.question.contains('_')),
             category: q.category.clone(),
+            pred_norm: None,
         })
         .collect()
 }

@@ -271,6 +271,7 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
             dtype: req.precision.name().to_string(),
             device: req.device.clone(),
             batch_size: req.batch_size,
+            protocol: None,
         },
         wall_secs: out.wall_secs,
         model_secs: out.model_secs,

@@ -15,6 +15,8 @@
 //! Loading a tokenizer is here too: [`tokenizer`] (which file a model folder has) and
 //! [`spiece`] (SentencePiece models converted as transformers' `AlbertConverter` does).
 
+pub mod gguf_tokenizer;
+pub mod harness;
 pub mod spiece;
 pub mod tokenizer;
 

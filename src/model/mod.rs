@@ -19,6 +19,7 @@ mod encoder;
 pub mod family;
 mod kernels;
 mod layers;
+pub mod llama;
 mod multiple_choice;
 pub mod presets;
 mod quant;

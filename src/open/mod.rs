@@ -6,6 +6,7 @@
 //!   returns the folder, config, tokenizer, weight files and their hash (computed once).
 //! - [`open_data`]: RACE's tree, JSON lines, a parquet file or folder, or
 //!   `hub:ORG/NAME[/CONFIG][@REV]` (`dev` is also `validation`).
+//! - [`open_gguf`]: a decoder LM in one GGUF file (weights, configuration, tokenizer).
 //! - [`download`]: the same files fetched ahead of time.
 //!
 //! A mistyped local path is reported as a missing folder or file; only a name that could be a
@@ -13,10 +14,12 @@
 
 mod data;
 mod download;
+pub mod lm;
 mod model;
 
 pub use data::{open_data, OpenedData};
 pub use download::{download, Downloaded};
+pub use lm::{is_gguf, open_gguf, OpenedLm};
 pub use model::{fetch_model, open_config, open_model, plan_model, ModelPlan, OpenedModel};
 
 pub use crate::hub::HubConfig;

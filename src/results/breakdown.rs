@@ -147,6 +147,7 @@ mod tests {
 
     fn pred(words: Option<usize>, cloze: Option<bool>, label: usize, pred: usize) -> Prediction {
         Prediction {
+            pred_norm: None,
             id: "p#0".into(),
             passage_id: "p".into(),
             question_index: 0,

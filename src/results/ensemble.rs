@@ -18,6 +18,25 @@ pub fn ensemble(runs: &[Run]) -> Result<(RunSummary, Vec<Prediction>)> {
     }
     for other in &runs[1..] {
         check_same_questions(&runs[0], other)?;
+        // A zero-shot LM's log-likelihoods and an encoder's logits (or two LM protocols) are
+        // different kinds of score: their softmaxes are not averaged.
+        let (a, b) = (
+            &runs[0].summary.settings.protocol,
+            &other.summary.settings.protocol,
+        );
+        if a != b {
+            let name = |p: &Option<String>| match p {
+                Some(p) => format!("zero-shot {p}"),
+                None => "a fine-tuned model's logits".to_string(),
+            };
+            bail!(
+                "{} scores by {} but {} by {}: an ensemble averages runs of one protocol only",
+                runs[0].id(),
+                name(a),
+                other.id(),
+                name(b)
+            );
+        }
     }
     let preds: Vec<Prediction> = (0..runs[0].predictions.len())
         .map(|q| {
@@ -30,6 +49,7 @@ pub fn ensemble(runs: &[Run]) -> Result<(RunSummary, Vec<Prediction>)> {
             }
             let logits: Vec<f32> = avg.iter().map(|&p| p.ln() as f32).collect();
             Prediction {
+                pred_norm: None,
                 pred: argmax(&logits),
                 logits,
                 ..first.clone()

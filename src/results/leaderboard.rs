@@ -128,7 +128,10 @@ pub fn local_row(s: &RunSummary) -> Option<Row> {
         ci95: s.accuracy.overall.ci95.map(pct),
         delta_best: 0.0,
         questions: Some(s.counts.questions),
-        source: format!("local: {}{level}", s.data.path),
+        source: match &s.settings.protocol {
+            Some(p) => format!("local: {}{level}, zero-shot {p}", s.data.path),
+            None => format!("local: {}{level}", s.data.path),
+        },
     })
 }
 
@@ -313,6 +316,16 @@ mod tests {
         assert_eq!(
             (albert.overall, albert.middle, albert.high),
             (89.4, Some(91.2), Some(88.6))
+        );
+        // Zero-shot decoder LMs scored by lm-evaluation-harness (RACE-high, last question per
+        // article), as the MobiLlama README reports them.
+        let pythia = p
+            .iter()
+            .find(|r| r.system.starts_with("pythia-410m (zero-shot"))
+            .unwrap();
+        assert_eq!(
+            (pythia.overall, pythia.middle, pythia.high),
+            (30.71, None, Some(30.71))
         );
     }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Accuracy, LevelScores};
 use crate::stats::{wilson95, Interval};
-pub use predictions::{read_predictions, scores, write_predictions, Prediction};
+pub use predictions::{read_predictions, scores, scores_norm, write_predictions, Prediction};
 
 pub use breakdown::Breakdowns;
 pub use shard::Shard;
@@ -147,6 +147,9 @@ pub struct Settings {
     pub dtype: String,
     pub device: String,
     pub batch_size: usize,
+    /// How a decoder LM was asked (`harness-last`, `harness-all`); absent for encoders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -204,6 +207,9 @@ pub struct RunSummary {
     pub members: Vec<String>,
     pub counts: Counts,
     pub accuracy: LevelAccuracy,
+    /// Zero-shot LM runs: accuracy of the length-normalised choice (the harness' `acc_norm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_norm: Option<LevelAccuracy>,
     pub breakdowns: Breakdowns,
     pub settings: Settings,
     pub timing: Timing,
@@ -247,6 +253,7 @@ pub fn summarize(meta: RunMeta, preds: &[Prediction]) -> RunSummary {
             skipped_reasons: meta.skipped_reasons,
         },
         accuracy: LevelAccuracy::new(&scores),
+        accuracy_norm: scores_norm(preds).map(|s| LevelAccuracy::new(&s)),
         breakdowns: Breakdowns::new(preds),
         settings: meta.settings,
         timing: Timing::new(meta.wall_secs, meta.model_secs, preds.len()),

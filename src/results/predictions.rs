@@ -32,10 +32,26 @@ pub struct Prediction {
     /// The task's own question grouping (QuAIL's question type, MCTest's one/multiple).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// Zero-shot LM runs: the harness' `acc_norm` choice (log-likelihood divided by the
+    /// option's length in characters); `logits` are then the options' log-likelihoods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pred_norm: Option<usize>,
 }
 
 pub fn scores(preds: &[Prediction]) -> LevelScores {
     LevelScores::from_outcomes(preds.iter().map(|p| (p.level, p.pred == p.label)))
+}
+
+/// Accuracy by `pred_norm` (the harness' `acc_norm`), when every prediction has one.
+pub fn scores_norm(preds: &[Prediction]) -> Option<LevelScores> {
+    if preds.is_empty() || preds.iter().any(|p| p.pred_norm.is_none()) {
+        return None;
+    }
+    Some(LevelScores::from_outcomes(
+        preds
+            .iter()
+            .map(|p| (p.level, p.pred_norm == Some(p.label))),
+    ))
 }
 
 pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
