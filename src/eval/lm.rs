@@ -21,7 +21,7 @@ use crate::features::harness::{self, LmDoc, LmIds, Protocol};
 use crate::metrics::LevelScores;
 use crate::model::llama::{Llama, WeightMode};
 use crate::open::{self, OpenedData, OpenedLm};
-use crate::results::{self, DataInfo, ModelInfo, Prediction, RunKind, RunMeta, Settings};
+use crate::results::{self, ModelInfo, Prediction, RunKind, RunMeta, Settings};
 
 /// What to evaluate, and how.
 #[derive(Debug, Clone)]
@@ -230,15 +230,7 @@ pub fn run_meta(req: &LmRequest, out: &LmOutcome) -> Result<RunMeta> {
             weight_files: vec![file],
             head: None,
         },
-        data: DataInfo {
-            task: out.data.task.name().to_string(),
-            path: req.data.display().to_string(),
-            format: out.dataset.format.to_string(),
-            sha256: crate::hash::sha256_files(&out.dataset.files)?,
-            files: out.dataset.files.len(),
-            split: out.data.split_name(),
-            level: format!("{:?}", req.level).to_lowercase(),
-        },
+        data: super::pipeline::data_info(&req.data, req.level, &out.data, &out.dataset)?,
         shard: None,
         members: Vec::new(),
         skipped: out.dataset.skipped_questions(),

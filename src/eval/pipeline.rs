@@ -232,6 +232,24 @@ fn head_name(req: &EvalRequest, model: &OpenedModel) -> Option<String> {
     ))
 }
 
+/// What a run record says about the data an evaluation read (`spec` as the user wrote it).
+pub fn data_info(
+    spec: &Path,
+    level: LevelFilter,
+    opened: &OpenedData,
+    dataset: &data::Dataset,
+) -> Result<DataInfo> {
+    Ok(DataInfo {
+        task: opened.task.name().to_string(),
+        path: spec.display().to_string(),
+        format: dataset.format.to_string(),
+        sha256: crate::hash::sha256_files(&dataset.files)?,
+        files: dataset.files.len(),
+        split: opened.split_name(),
+        level: format!("{level:?}").to_lowercase(),
+    })
+}
+
 /// What the run record says about this evaluation.
 pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
     Ok(RunMeta {
@@ -252,15 +270,7 @@ pub fn run_meta(req: &EvalRequest, out: &EvalOutcome) -> Result<RunMeta> {
                 .collect(),
             head: head_name(req, &out.model),
         },
-        data: DataInfo {
-            task: out.data.task.name().to_string(),
-            path: req.data.display().to_string(),
-            format: out.dataset.format.to_string(),
-            sha256: crate::hash::sha256_files(&out.dataset.files)?,
-            files: out.dataset.files.len(),
-            split: out.data.split_name(),
-            level: format!("{:?}", req.level).to_lowercase(),
-        },
+        data: data_info(&req.data, req.level, &out.data, &out.dataset)?,
         shard: req.shard,
         members: Vec::new(),
         skipped: out.dataset.skipped_questions(),
