@@ -28,20 +28,8 @@ die() {
   exit 1
 }
 
-sha256_of() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | cut -d' ' -f1
-  elif command -v shasum >/dev/null 2>&1; then
-    shasum -a 256 "$1" | cut -d' ' -f1
-  else
-    "$PYTHON" -c 'import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    for b in iter(lambda: f.read(1 << 20), b""):
-        h.update(b)
-print(h.hexdigest())' "$1"
-  fi
-}
+# shellcheck source=fetch_common.sh
+source "$(dirname "$0")/fetch_common.sh"
 
 if [ -s "$DEST" ] && [ "$(sha256_of "$DEST")" = "$SHA256" ]; then
   echo "$DEST"

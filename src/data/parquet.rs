@@ -130,7 +130,7 @@ pub fn rows(files: &[PathBuf]) -> Result<Vec<(PathBuf, usize, Value)>> {
 
 /// Loads the rows of `files` (RACE's columns), in order, as questions.
 pub fn load(files: &[PathBuf]) -> Result<Dataset> {
-    let mut rows = RowCollector::default();
+    let mut collector = RowCollector::default();
     let mut skipped = Vec::new();
     for path in files {
         let reader = open(path)?;
@@ -156,10 +156,10 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
             );
         }
     }
-    for (path, i, value) in rows_of(files)? {
+    for (path, i, value) in rows(files)? {
         match parse_row(&value) {
             Ok(r) => {
-                if let Err(e) = rows.push(r, Location::line(&path, i)) {
+                if let Err(e) = collector.push(r, Location::line(&path, i)) {
                     skipped.push(*e);
                 }
             }
@@ -174,15 +174,11 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
         }
     }
     Ok(Dataset {
-        questions: rows.finish(),
+        questions: collector.finish(),
         skipped,
         files: files.to_vec(),
         format: "parquet",
     })
-}
-
-fn rows_of(files: &[PathBuf]) -> Result<Vec<(PathBuf, usize, Value)>> {
-    rows(files)
 }
 
 #[cfg(test)]

@@ -192,6 +192,18 @@ fn open_dir(
     let config = ModelConfig::from_file(&dir.join("config.json"))?;
     let tokenizer = TokenizerFile::in_dir(dir).with_context(|| format!("--model {spec}"))?;
     let weight_files = weights::find_weight_files(dir)?;
+    // A Hub checkpoint of one file sits in a blob named by its sha256, checked against that
+    // name when it was fetched or taken from the cache: that is already its weights hash.
+    let hash = OnceLock::new();
+    if let (Some(_), [only]) = (&hub, weight_files.as_slice()) {
+        if let Some(name) = std::fs::canonicalize(only)
+            .ok()
+            .and_then(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| n.len() == 64 && n.bytes().all(|c| c.is_ascii_hexdigit()))
+        {
+            let _ = hash.set(name.to_ascii_lowercase());
+        }
+    }
     Ok(OpenedModel {
         spec: spec.to_string(),
         dir: dir.to_path_buf(),
@@ -201,7 +213,7 @@ fn open_dir(
         hub,
         head: None,
         trained,
-        hash: OnceLock::new(),
+        hash,
     })
 }
 

@@ -25,9 +25,6 @@ pub fn published_json(task: Task) -> &'static str {
     }
 }
 
-/// RACE's published rows (kept for callers that know only RACE).
-pub const PUBLISHED_JSON: &str = include_str!("../../datasets/published/race.json");
-
 /// One published result (percentages).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Published {
