@@ -48,12 +48,22 @@ impl BenchModel {
     /// With [`Precision::Int8`] the linears are quantised (an error where the CPU has no
     /// integer kernel, so a benchmark never reports f32 as int8).
     pub fn random(cfg: &ModelConfig, precision: Precision, device: &Device) -> Result<Self> {
-        let vb =
-            VarBuilder::from_backend(Box::new(RandomWeights), precision.dtype(), device.clone());
+        // bf16 on the CPU packs from f32 weights (the CPU inference path); elsewhere the
+        // weights are made in the precision's dtype.
+        let dtype = match precision {
+            Precision::Bf16 if device.is_cpu() => DType::F32,
+            p => p.dtype(),
+        };
+        let vb = VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
         let mut model = MultipleChoiceModel::load(vb, cfg)?;
         if precision == Precision::Int8 {
             model.quantize_int8()?.ok_or_else(|| {
                 anyhow::anyhow!("this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)")
+            })?;
+        }
+        if precision == Precision::Bf16 && device.is_cpu() {
+            model.pack_bf16()?.ok_or_else(|| {
+                anyhow::anyhow!("this CPU has no bf16 kernel (AVX-512F, ideally with BF16)")
             })?;
         }
         Ok(Self {
@@ -224,7 +234,7 @@ pub fn sgemm_peak(device: &Device, dtype: DType) -> Result<f64> {
 }
 
 /// GFLOP/s of one linear layer's GEMM in f32 and int8: see [`crate::model::linear_gemm_rates`].
-pub fn gemm_f32_vs_int8(m: usize, k: usize, n: usize, repeats: usize) -> (f64, Option<f64>) {
+pub fn gemm_rates(m: usize, k: usize, n: usize, repeats: usize) -> crate::model::GemmRates {
     crate::model::linear_gemm_rates(m, k, n, repeats)
 }
 

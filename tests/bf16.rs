@@ -22,7 +22,7 @@ use candle_core::{DType, Device};
 use race_eval::data::{self, LoadOptions};
 use race_eval::eval;
 use race_eval::features::{FormatConfig, TextEncoder};
-use race_eval::model::LoadedModel;
+use race_eval::model::{Bf16Kernel, LoadedModel, Precision};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -41,7 +41,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Our bf16 drift from the f32 reference: (mean |Δ logit|, argmax agreement).
-fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, f64) {
+fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>, path: Path) -> (f64, f64) {
     let reference = reference::read(name);
     let ds = data::load(
         &root().join("datasets/sample/test.jsonl"),
@@ -53,8 +53,30 @@ fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, 
         Some(h) => race_eval::heads::files::load_tensors(&h).unwrap(),
         None => Default::default(),
     };
-    let loaded =
-        LoadedModel::load_with_overrides(dir, DType::BF16, &Device::Cpu, None, overrides).unwrap();
+    let loaded = match path {
+        // candle's modules in bf16 (the path of other devices).
+        Path::Candle => {
+            LoadedModel::load_with_overrides(dir, DType::BF16, &Device::Cpu, None, overrides)
+                .unwrap()
+        }
+        // The CPU inference encoder with packed bf16 linears (`eval --dtype bf16` on the CPU).
+        Path::Packed => {
+            let config =
+                race_eval::model::ModelConfig::from_file(&dir.join("config.json")).unwrap();
+            let files = race_eval::model::weights::find_weight_files(dir).unwrap();
+            let (loaded, warning) = LoadedModel::for_inference(
+                dir,
+                config,
+                files,
+                Precision::Bf16,
+                &Device::Cpu,
+                overrides,
+            )
+            .unwrap();
+            assert!(warning.is_none(), "{warning:?}");
+            loaded
+        }
+    };
     let (mut sum, mut n, mut agree, mut questions) = (0f64, 0usize, 0usize, 0usize);
     for setting in &reference.settings {
         let fmt = FormatConfig {
@@ -76,33 +98,46 @@ fn our_drift(dir: &std::path::Path, name: &str, head: Option<PathBuf>) -> (f64, 
     (sum / n as f64, agree as f64 / questions as f64)
 }
 
+/// Which bf16 implementation runs.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Candle,
+    Packed,
+}
+
 /// How much more than PyTorch's drift a fixture may show (see the file's comment).
 const FIXTURE_SLACK: f64 = 1.6;
 
 fn check(name: &str, dir: PathBuf, head: Option<PathBuf>, slack: f64) {
     let torch: Bf16Reference = read_json(&format!("bf16/{name}.json"));
-    let (drift, agreement) = our_drift(&dir, name, head);
-    eprintln!(
-        "{name}: bf16 mean |Δ| ours {drift:.4} vs PyTorch {:.4}; argmax agreement ours {:.1}% vs PyTorch {:.1}%",
-        torch.stats.mean_abs_drift,
-        100.0 * agreement,
-        100.0 * torch.stats.argmax_agreement
-    );
-    assert!(
-        drift <= slack * torch.stats.mean_abs_drift,
-        "{name}: our bf16 drifts {drift:.5} from f32 on average, PyTorch's {:.5}",
-        torch.stats.mean_abs_drift
-    );
-    assert!(
-        drift > 0.0,
-        "{name}: the logits did not change: did bf16 run?"
-    );
-    assert!(
-        slack > 1.0 || agreement >= torch.stats.argmax_agreement,
-        "{name}: our bf16 agrees with f32 on {:.1}% of argmaxes, PyTorch's on {:.1}%",
-        100.0 * agreement,
-        100.0 * torch.stats.argmax_agreement
-    );
+    for path in [Path::Candle, Path::Packed] {
+        if matches!(path, Path::Packed) && Bf16Kernel::detect() != Some(Bf16Kernel::Avx512Bf16) {
+            eprintln!("{name}: packed bf16: this CPU has no AVX512-BF16, SKIPPED");
+            continue;
+        }
+        let (drift, agreement) = our_drift(&dir, name, head.clone(), path);
+        eprintln!(
+            "{name} ({path:?}): bf16 mean |Δ| ours {drift:.4} vs PyTorch {:.4}; argmax agreement ours {:.1}% vs PyTorch {:.1}%",
+            torch.stats.mean_abs_drift,
+            100.0 * agreement,
+            100.0 * torch.stats.argmax_agreement
+        );
+        assert!(
+            drift <= slack * torch.stats.mean_abs_drift,
+            "{name} ({path:?}): our bf16 drifts {drift:.5} from f32 on average, PyTorch's {:.5}",
+            torch.stats.mean_abs_drift
+        );
+        assert!(
+            drift > 0.0,
+            "{name} ({path:?}): the logits did not change: did bf16 run?"
+        );
+        assert!(
+            slack > 1.0 || agreement >= torch.stats.argmax_agreement,
+            "{name} ({path:?}): our bf16 agrees with f32 on {:.1}% of argmaxes, PyTorch's on {:.1}%",
+            100.0 * agreement,
+            100.0 * torch.stats.argmax_agreement
+        );
+    }
 }
 
 macro_rules! fixture_tests {

@@ -141,21 +141,30 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let [m, k, n] = dims[..] else {
             bail!("--gemm {shape:?}: expected three numbers M,K,N");
         };
-        let (f32_rate, int8_rate) = bench::gemm_f32_vs_int8(m, k, n, args.repeats);
-        let kernel = crate::model::Int8Kernel::detect();
+        let rates = bench::gemm_rates(m, k, n, args.repeats);
+        let f32_rate = rates.f32;
+        let name = |k: &dyn std::fmt::Debug| format!("{k:?}").to_lowercase();
         if args.json {
             let v = serde_json::json!({ "m": m, "k": k, "n": n, "f32_gflops": f32_rate,
-                "int8_gops": int8_rate, "int8_kernel": kernel.map(|k| format!("{k:?}").to_lowercase()) });
+                "int8_gops": rates.int8.map(|r| r.0), "int8_kernel": rates.int8.map(|r| name(&r.1)),
+                "bf16_gflops": rates.bf16.map(|r| r.0), "bf16_kernel": rates.bf16.map(|r| name(&r.1)) });
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             println!("{m}x{k}x{n}: f32 {f32_rate:.1} GFLOP/s");
-            match int8_rate {
-                Some(r) => println!(
-                    "{m}x{k}x{n}: int8 {r:.1} GOP/s ({:?} kernel, activation quantisation included): {:.2}x f32",
-                    kernel.expect("a kernel"),
+            match rates.int8 {
+                Some((r, kernel)) => println!(
+                    "{m}x{k}x{n}: int8 {r:.1} GOP/s ({kernel:?} kernel, activation quantisation included): {:.2}x f32",
                     r / f32_rate
                 ),
                 None => println!("int8: no integer kernel on this CPU (AVX2 or AVX-512 VNNI)"),
+            }
+            match rates.bf16 {
+                Some((r, kernel)) => println!(
+                    "{m}x{k}x{n}: bf16 {r:.1} GFLOP/s ({} kernel, activation rounding included): {:.2}x f32",
+                    kernel.name(),
+                    r / f32_rate
+                ),
+                None => println!("bf16: no bf16 kernel on this CPU (AVX-512F, ideally with BF16)"),
             }
         }
         return Ok(());
@@ -219,19 +228,17 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let (model, config, tokenizer) = match presets::preset(&args.model) {
         None => {
             let opened = open::open_model(&args.model, args.revision.as_deref(), &hub)?;
-            let mut loaded = LoadedModel::from_files(
+            let (loaded, warning) = LoadedModel::for_inference(
                 &opened.dir,
                 opened.config.clone(),
                 opened.weight_files.clone(),
-                args.runtime.dtype.dtype(),
+                args.runtime.dtype,
                 device,
-                None,
                 Default::default(),
             )?;
-            if args.runtime.dtype == crate::model::Precision::Int8
-                && loaded.quantize_int8()?.is_none()
-            {
-                bail!("--dtype int8: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)");
+            if let Some(w) = warning {
+                // A benchmark never reports one precision under another's name.
+                bail!("--dtype {}: {w}", args.runtime.dtype.name());
             }
             (loaded.model, loaded.config, opened.tokenizer)
         }

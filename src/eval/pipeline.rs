@@ -135,20 +135,15 @@ pub fn evaluate_opened(
         Some(h) => heads::head_tensors(h, &model.dir, &config, model.weights_hash()?)?,
         None => Default::default(),
     };
-    let mut loaded = LoadedModel::from_files(
+    let (loaded, warning) = LoadedModel::for_inference(
         &model.dir,
         config.clone(),
         model.weight_files.clone(),
-        req.precision.dtype(),
+        req.precision,
         &device,
-        None,
         overrides,
     )?;
-    if req.precision == Precision::Int8 && loaded.quantize_int8()?.is_none() {
-        warnings.push(
-            "warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32".into(),
-        );
-    }
+    warnings.extend(warning);
     if let Some(w) = loaded.report.warning().filter(|_| head.is_none()) {
         warnings.push(w);
     }

@@ -25,6 +25,15 @@ impl Backbone {
         })
     }
 
+    /// Packs the encoder's linears in bf16 (see [`Encoder::pack_bf16`]).
+    pub fn pack_bf16(
+        &mut self,
+        kernel: super::bf16::Kernel,
+        deferred: &std::collections::HashMap<String, super::weights::Deferred>,
+    ) -> Result<()> {
+        self.encoder.pack_bf16(kernel, deferred)
+    }
+
     /// Quantises the encoder's linears to int8 (see [`Encoder::quantize`]).
     pub fn quantize(&mut self, kernel: super::quant::Kernel) -> Result<()> {
         self.encoder.quantize(kernel)

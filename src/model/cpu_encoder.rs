@@ -31,6 +31,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::bf16::{self, Bf16Linear, Bf16Rows};
 use super::kernels;
 use super::quant::{self, QuantLinear};
 
@@ -43,6 +44,17 @@ pub struct QuantLayer {
     pub dense: QuantLinear,
     pub ffn: QuantLinear,
     pub ffn_output: QuantLinear,
+}
+
+/// A layer's linear weights in bf16 (`--dtype bf16`), with the kernel that runs them.
+pub struct Bf16Layer {
+    pub kernel: bf16::Kernel,
+    pub query: Bf16Linear,
+    pub key: Bf16Linear,
+    pub value: Bf16Linear,
+    pub dense: Bf16Linear,
+    pub ffn: Bf16Linear,
+    pub ffn_output: Bf16Linear,
 }
 
 /// Queries per attention work item: a 64 × len block of scores stays in L2.
@@ -62,6 +74,8 @@ pub struct LayerTensors<'a> {
     pub eps: f32,
     /// The int8 weights, when the model was quantised: the linears then run in int8.
     pub quant: Option<&'a QuantLayer>,
+    /// The bf16 weights, when the model was packed in bf16: the linears then run in bf16.
+    pub bf16: Option<&'a Bf16Layer>,
 }
 
 impl LayerTensors<'_> {
@@ -102,12 +116,25 @@ fn f32_data<'g>(storage: &'g Storage, layout: &Layout) -> Result<&'g [f32]> {
     Ok(&data[start..end])
 }
 
-/// A linear layer's weight: `nn.Linear`'s (out, in) f32 matrix, row-major, and its int8 form
-/// when the model was quantised (the GEMM then runs in int8).
+/// A linear layer's weight: `nn.Linear`'s (out, in) f32 matrix, row-major, or its int8 or bf16
+/// packed form when the model was quantised or packed (the GEMM then runs in that form, and
+/// the f32 matrix is empty: the packed copy is the only one kept).
 #[derive(Clone, Copy)]
 struct Weight<'a> {
     f32: &'a [f32],
     int8: Option<(&'a QuantLinear, quant::Kernel)>,
+    bf16: Option<(&'a Bf16Linear, bf16::Kernel)>,
+}
+
+impl Weight<'_> {
+    /// The number of values of the (out, in) matrix, whichever form holds it.
+    fn len(&self) -> usize {
+        match (self.int8, self.bf16) {
+            (Some((q, _)), _) => q.n * q.k,
+            (_, Some((b, _))) => b.n * b.k,
+            _ => self.f32.len(),
+        }
+    }
 }
 
 /// A layer's weights as slices: (weight, bias) per linear, (weight, bias) per LayerNorm.
@@ -224,7 +251,7 @@ pub fn forward(
     };
     let dims = Dims {
         hidden: h,
-        inter: first.ffn.0.dim(0)?,
+        inter: first.ffn.1.dim(0)?,
         heads,
         head_dim: h / heads,
     };
@@ -249,15 +276,18 @@ pub fn forward(
             .iter()
             .map(|(g, l)| f32_data(g, l))
             .collect::<Result<Vec<_>>>()?;
-        let q = layer.quant;
+        let (q, b) = (layer.quant, layer.bf16);
         let w = LayerSlices {
-            q: (weight(s[0], q, |q| &q.query), s[1]),
-            k: (weight(s[2], q, |q| &q.key), s[3]),
-            v: (weight(s[4], q, |q| &q.value), s[5]),
-            dense: (weight(s[6], q, |q| &q.dense), s[7]),
+            q: (weight(s[0], q, |q| &q.query, b, |b| &b.query), s[1]),
+            k: (weight(s[2], q, |q| &q.key, b, |b| &b.key), s[3]),
+            v: (weight(s[4], q, |q| &q.value, b, |b| &b.value), s[5]),
+            dense: (weight(s[6], q, |q| &q.dense, b, |b| &b.dense), s[7]),
             norm1: (s[8], s[9]),
-            ffn: (weight(s[10], q, |q| &q.ffn), s[11]),
-            ffn_out: (weight(s[12], q, |q| &q.ffn_output), s[13]),
+            ffn: (weight(s[10], q, |q| &q.ffn, b, |b| &b.ffn), s[11]),
+            ffn_out: (
+                weight(s[12], q, |q| &q.ffn_output, b, |b| &b.ffn_output),
+                s[13],
+            ),
             norm2: (s[14], s[15]),
         };
         check_shapes(&w, &dims)?;
@@ -280,15 +310,19 @@ fn weight<'a>(
     f32: &'a [f32],
     quant: Option<&'a QuantLayer>,
     pick: fn(&QuantLayer) -> &QuantLinear,
+    packed: Option<&'a Bf16Layer>,
+    pick_bf16: fn(&Bf16Layer) -> &Bf16Linear,
 ) -> Weight<'a> {
     Weight {
         f32,
         int8: quant.map(|q| (pick(q), q.kernel)),
+        bf16: packed.map(|b| (pick_bf16(b), b.kernel)),
     }
 }
 
-fn lin<'a>(l: (Weight<'a>, &'a [f32])) -> (&'a [f32], &'a [f32]) {
-    (l.0.f32, l.1)
+/// (weight values, bias values) of a linear, for the shape check.
+fn lin(l: (Weight, &[f32])) -> (usize, usize) {
+    (l.0.len(), l.1.len())
 }
 
 fn check_shapes(w: &LayerSlices, d: &Dims) -> Result<()> {
@@ -298,18 +332,24 @@ fn check_shapes(w: &LayerSlices, d: &Dims) -> Result<()> {
         ("key", lin(w.k), h * h, h),
         ("value", lin(w.v), h * h, h),
         ("dense", lin(w.dense), h * h, h),
-        ("attention LayerNorm", w.norm1, h, h),
+        (
+            "attention LayerNorm",
+            (w.norm1.0.len(), w.norm1.1.len()),
+            h,
+            h,
+        ),
         ("ffn", lin(w.ffn), i * h, i),
         ("ffn_output", lin(w.ffn_out), h * i, h),
-        ("full_layer_layer_norm", w.norm2, h, h),
+        (
+            "full_layer_layer_norm",
+            (w.norm2.0.len(), w.norm2.1.len()),
+            h,
+            h,
+        ),
     ];
     for (name, (a, b), na, nb) in expect {
-        if a.len() != na || b.len() != nb {
-            candle_core::bail!(
-                "cpu encoder: {name} has {} + {} values, expected {na} + {nb}",
-                a.len(),
-                b.len()
-            );
+        if a != na || b != nb {
+            candle_core::bail!("cpu encoder: {name} has {a} + {b} values, expected {na} + {nb}");
         }
     }
     Ok(())
@@ -359,7 +399,11 @@ impl View {
 /// `out += a · wᵀ` for dense row-major `a` (m, k), `nn.Linear` weight `w` (n, k) and `out`
 /// (m, n) in f32: the GEMM every linear of this encoder runs (for `bench --gemm`).
 pub fn linear_accumulate_f32(a: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
-    let weight = Weight { f32: w, int8: None };
+    let weight = Weight {
+        f32: w,
+        int8: None,
+        bf16: None,
+    };
     let (av, ov) = (View::dense(m, k), View::dense(m, n));
     linear_into(a, av, weight, out, ov, true, threads());
 }
@@ -383,6 +427,15 @@ fn linear_into(
         }
         let qx = quant::quantize_rows(a, av.rows, av.cols, av.stride, qw);
         quant::gemm_accumulate(&qx, qw, &mut out[..ov.extent()], ov.stride, kernel);
+        return;
+    }
+    if let Some((bw, kernel)) = w.bf16 {
+        assert!(accumulate && bw.n == ov.cols && bw.k == av.cols && a.len() >= av.extent());
+        if av.rows == 0 {
+            return;
+        }
+        let bx = Bf16Rows::new(a, av.rows, av.cols, av.stride);
+        bf16::gemm_accumulate(&bx, bw, &mut out[..ov.extent()], ov.stride, kernel);
         return;
     }
     let w = w.f32;

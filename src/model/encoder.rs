@@ -8,15 +8,42 @@
 //!
 //! [`Family`]: super::family::Family
 
+use std::collections::{BTreeSet, HashMap};
+
 use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 use super::activation::Activation;
 use super::attention::Attention;
+use super::bf16::{self, Bf16Linear};
 use super::config::ModelConfig;
-use super::cpu_encoder::{self, LayerTensors, QuantLayer};
+use super::cpu_encoder::{self, Bf16Layer, LayerTensors, QuantLayer};
+use super::family::LayerNames;
 use super::layers::{dropout, layer_norm, linear, Linear, Norm};
 use super::quant::{Kernel, QuantLinear};
+use super::weights::Deferred;
+
+/// The canonical names of the encoder layers' linear weights (what int8 and bf16 pack): the
+/// tensors a bf16 load leaves in the checkpoint file until they are packed.
+pub fn linear_weight_names(cfg: &ModelConfig) -> BTreeSet<String> {
+    let names = cfg.family.layer_names();
+    let linears = [
+        names.query,
+        names.key,
+        names.value,
+        names.dense,
+        names.ffn,
+        names.ffn_output,
+    ];
+    let mut out = BTreeSet::new();
+    for g in 0..cfg.num_hidden_groups {
+        for k in 0..cfg.inner_group_num {
+            let prefix = cfg.family.layer_prefix(g, k);
+            out.extend(linears.iter().map(|l| format!("{prefix}.{l}.weight")));
+        }
+    }
+    out
+}
 
 /// One transformer block: attention, then a post-LN feed-forward.
 pub struct Layer {
@@ -30,6 +57,11 @@ pub struct Layer {
     ffn_dropout: f64,
     /// The linears in int8 (`--dtype int8`), for the CPU inference path.
     quant: Option<QuantLayer>,
+    /// The linears in bf16 (`--dtype bf16` on the CPU), for the CPU inference path.
+    bf16: Option<Bf16Layer>,
+    /// The layer's name prefix and its tensor names (to find its deferred weights).
+    prefix: String,
+    names: LayerNames,
 }
 
 impl Layer {
@@ -48,25 +80,91 @@ impl Layer {
                 _ => cfg.hidden_dropout_prob,
             },
             quant: None,
+            bf16: None,
+            prefix: vb.prefix(),
+            names,
         })
     }
 
-    /// Quantises the six linears per output channel for `kernel`.
+    /// The six linears, in the order of [`QuantLayer`] and [`Bf16Layer`], with their names.
+    fn linears_mut(&mut self) -> [(&mut Linear, &'static str); 6] {
+        let n = self.names;
+        let a = &mut self.attention;
+        [
+            (&mut a.query, n.query),
+            (&mut a.key, n.key),
+            (&mut a.value, n.value),
+            (&mut a.dense, n.dense),
+            (&mut self.ffn, n.ffn),
+            (&mut self.ffn_output, n.ffn_output),
+        ]
+    }
+
+    /// Quantises the six linears per output channel for `kernel`; their f32 weights are
+    /// dropped (the int8 copy is the only one kept).
     fn quantize(&mut self, kernel: Kernel) -> Result<()> {
-        fn q(l: &Linear) -> Result<QuantLinear> {
+        let mut q = Vec::with_capacity(6);
+        for (l, _) in self.linears_mut() {
             let (n, k) = l.weight().dims2()?;
             let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
-            Ok(QuantLinear::new(&w, n, k))
+            q.push(QuantLinear::new(&w, n, k));
+            l.release_weight()?;
         }
-        let a = &self.attention;
+        let [query, key, value, dense, ffn, ffn_output] =
+            <[QuantLinear; 6]>::try_from(q).map_err(|_| candle_core::Error::msg("six linears"))?;
         self.quant = Some(QuantLayer {
             kernel,
-            query: q(&a.query)?,
-            key: q(&a.key)?,
-            value: q(&a.value)?,
-            dense: q(&a.dense)?,
-            ffn: q(&self.ffn)?,
-            ffn_output: q(&self.ffn_output)?,
+            query,
+            key,
+            value,
+            dense,
+            ffn,
+            ffn_output,
+        });
+        Ok(())
+    }
+
+    /// Packs the six linears in bf16 for `kernel`: from the checkpoint file for the weights
+    /// left there (`deferred`, by canonical name), else from the loaded weight, which is then
+    /// dropped. Only the packed copy is kept.
+    fn pack_bf16(
+        &mut self,
+        kernel: bf16::Kernel,
+        deferred: &HashMap<String, Deferred>,
+    ) -> Result<()> {
+        let prefix = self.prefix.clone();
+        let mut packed = Vec::with_capacity(6);
+        for (l, name) in self.linears_mut() {
+            let full = format!("{prefix}.{name}.weight");
+            let p = match deferred.get(&full) {
+                Some(d) => {
+                    let (n, k) = (d.shape[0], d.shape[1]);
+                    Bf16Linear::from_row_blocks(n, k, |first, dst| d.read_rows(&full, first, dst))
+                        .map_err(|e| candle_core::Error::msg(format!("{e:#}")))?
+                }
+                None => {
+                    let (n, k) = l.weight().dims2()?;
+                    let w = l
+                        .weight()
+                        .to_dtype(candle_core::DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    Bf16Linear::new(&w, n, k)
+                }
+            };
+            packed.push(p);
+            l.release_weight()?;
+        }
+        let [query, key, value, dense, ffn, ffn_output] = <[Bf16Linear; 6]>::try_from(packed)
+            .map_err(|_| candle_core::Error::msg("six linears"))?;
+        self.bf16 = Some(Bf16Layer {
+            kernel,
+            query,
+            key,
+            value,
+            dense,
+            ffn,
+            ffn_output,
         });
         Ok(())
     }
@@ -89,6 +187,7 @@ impl Layer {
             activation: self.activation,
             eps: self.norm.eps() as f32,
             quant: self.quant.as_ref(),
+            bf16: self.bf16.as_ref(),
         }
     }
 
@@ -160,6 +259,24 @@ impl Encoder {
                 candle_core::bail!("int8 quantisation needs f32 weights on the CPU");
             }
             layer.quantize(kernel)?;
+        }
+        Ok(())
+    }
+
+    /// Packs every layer's linears in bf16 for the CPU inference path (see
+    /// [`Layer::pack_bf16`]). The embeddings, projection, LayerNorms, attention products and
+    /// head stay f32, so the model's other tensors must be f32 on the CPU.
+    pub fn pack_bf16(
+        &mut self,
+        kernel: bf16::Kernel,
+        deferred: &HashMap<String, Deferred>,
+    ) -> Result<()> {
+        for layer in self.groups.iter_mut().flatten() {
+            let norm = layer.norm.weight();
+            if norm.dtype() != candle_core::DType::F32 || !norm.device().is_cpu() {
+                candle_core::bail!("bf16 packing needs a model loaded in f32 on the CPU");
+            }
+            layer.pack_bf16(kernel, deferred)?;
         }
         Ok(())
     }

@@ -67,6 +67,14 @@ impl Linear {
     pub fn bias(&self) -> &Tensor {
         &self.bias
     }
+
+    /// Drops the weight, for a layer whose packed copy (int8 or bf16) runs it from now on on
+    /// the CPU inference path: a placeholder of no elements stays, and candle's `forward`
+    /// then fails with an error rather than computing with a stale weight.
+    pub fn release_weight(&mut self) -> Result<()> {
+        self.weight = Tensor::zeros(0, self.weight.dtype(), self.weight.device())?;
+        Ok(())
+    }
 }
 
 pub fn linear(input: usize, output: usize, vb: VarBuilder, cfg: &ModelConfig) -> Result<Linear> {

@@ -12,6 +12,7 @@
 mod activation;
 mod attention;
 mod backbone;
+mod bf16;
 pub mod config;
 mod cpu_encoder;
 mod embeddings;
@@ -35,11 +36,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+pub use bf16::Kernel as Bf16Kernel;
 pub use config::{ModelConfig, ParamCounts};
 pub use family::Family;
 pub use multiple_choice::{cross_entropy, MultipleChoiceModel};
 pub use quant::Kernel as Int8Kernel;
-pub use timing::linear_gemm_rates;
+pub use timing::{linear_gemm_rates, GemmRates};
 pub use weights::LoadReport;
 
 /// How the model computes: a float dtype, or int8 linears (dynamic quantisation, CPU only;
@@ -138,6 +140,92 @@ impl LoadedModel {
 }
 
 impl LoadedModel {
+    /// Loads a model for inference in `precision`, as `eval` and `bench` run it. On the CPU:
+    ///
+    /// - bf16: the encoder's linear weights go from the checkpoint file straight into packed
+    ///   bf16 (a block of rows at a time, never an f32 copy of the model); everything else
+    ///   loads in f32 and runs as in f32. The kernel is AVX512-BF16's where the CPU has it,
+    ///   else AVX-512F on the same bf16 weights widened to f32 (warned), else the model runs
+    ///   in f32 (warned);
+    /// - int8: loads in f32, then quantises the linears and drops their f32 weights (warned,
+    ///   and left in f32, where the CPU has no integer kernel).
+    ///
+    /// Elsewhere the weights load in `precision`'s dtype. Returns the warning, if any: what
+    /// ran instead of what was asked.
+    pub fn for_inference(
+        dir: &Path,
+        config: ModelConfig,
+        weight_files: Vec<PathBuf>,
+        precision: Precision,
+        device: &Device,
+        overrides: HashMap<String, Tensor>,
+    ) -> Result<(Self, Option<String>)> {
+        let f32 = DType::F32;
+        match precision {
+            Precision::Bf16 if device.is_cpu() => {
+                let Some(kernel) = Bf16Kernel::detect() else {
+                    let loaded =
+                        Self::from_files(dir, config, weight_files, f32, device, None, overrides)?;
+                    return Ok((
+                        loaded,
+                        Some("warning: this CPU has no AVX-512: --dtype bf16 runs in f32 (f32 speed and memory)".into()),
+                    ));
+                };
+                let names = encoder::linear_weight_names(&config);
+                let mut ckpt =
+                    weights::Checkpoint::load_deferring(&weight_files, config.family, &|n| {
+                        names.contains(n)
+                    })?;
+                for (name, tensor) in overrides {
+                    ckpt.set(&name, tensor);
+                }
+                let deferred = ckpt.deferred().clone();
+                let (model, report) =
+                    weights::build_from_checkpoint(ckpt, f32, device, None, |vb| {
+                        let mut m = MultipleChoiceModel::load(vb, &config)?;
+                        m.backbone.pack_bf16(kernel, &deferred)?;
+                        Ok(m)
+                    })
+                    .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+                let warning = (kernel != Bf16Kernel::Avx512Bf16).then(|| {
+                    "warning: this CPU has AVX-512 but not AVX512-BF16: --dtype bf16 runs its bf16 weights widened to f32 (half the weight memory, f32 speed)".to_string()
+                });
+                let loaded = Self {
+                    model,
+                    config,
+                    dir: dir.to_path_buf(),
+                    weight_files,
+                    report,
+                };
+                Ok((loaded, warning))
+            }
+            Precision::Int8 => {
+                let mut loaded =
+                    Self::from_files(dir, config, weight_files, f32, device, None, overrides)?;
+                let warning = match loaded.quantize_int8()? {
+                    Some(_) => None,
+                    None => Some(
+                        "warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32"
+                            .to_string(),
+                    ),
+                };
+                Ok((loaded, warning))
+            }
+            _ => {
+                let loaded = Self::from_files(
+                    dir,
+                    config,
+                    weight_files,
+                    precision.dtype(),
+                    device,
+                    None,
+                    overrides,
+                )?;
+                Ok((loaded, None))
+            }
+        }
+    }
+
     /// Quantises the encoder's linears to int8 with the fastest kernel this CPU has. Returns
     /// the kernel, or `None` (the model stays f32) when the CPU has no integer kernel.
     pub fn quantize_int8(&mut self) -> Result<Option<Int8Kernel>> {
@@ -153,6 +241,17 @@ impl MultipleChoiceModel {
             return Ok(None);
         };
         self.backbone.quantize(kernel)?;
+        Ok(Some(kernel))
+    }
+
+    /// Packs the encoder's linears in bf16 with the fastest bf16 kernel this CPU has (from the
+    /// loaded f32 weights, which are dropped). Returns the kernel, or `None` (the model stays
+    /// f32) when the CPU has no AVX-512.
+    pub fn pack_bf16(&mut self) -> Result<Option<Bf16Kernel>> {
+        let Some(kernel) = Bf16Kernel::detect() else {
+            return Ok(None);
+        };
+        self.backbone.pack_bf16(kernel, &HashMap::new())?;
         Ok(Some(kernel))
     }
 }

@@ -118,16 +118,161 @@ pub struct Checkpoint {
     pub family: Family,
     pub files: Vec<PathBuf>,
     tensors: HashMap<String, (Tensor, usize)>,
+    /// Tensors left in their files (see [`Checkpoint::load_deferring`]).
+    deferred: HashMap<String, Deferred>,
     /// Tensors present in the files that the multiple-choice model does not use.
     pub ignored: Vec<String>,
 }
 
+/// A 2-D tensor left in its safetensors file when the model loads, read later a block of rows
+/// at a time and converted straight into a packed form (the bf16 linears), so that no f32 copy
+/// of the whole model is ever held.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub file: PathBuf,
+    /// Where its data starts in the file.
+    offset: u64,
+    dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl Deferred {
+    /// Rows `first..first + dst.len() / cols` as f32 into `dst`; an error naming the tensor if
+    /// a value is NaN or infinite (as [`check_finite`] does for loaded tensors).
+    pub fn read_rows(&self, name: &str, first: usize, dst: &mut [f32]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let cols = self.shape.get(1).copied().unwrap_or(1).max(1);
+        let size = self.dtype.size_in_bytes();
+        let mut bytes = vec![0u8; dst.len() * size];
+        let file = std::fs::File::open(&self.file)
+            .with_context(|| format!("cannot reopen {}", self.file.display()))?;
+        file.read_exact_at(&mut bytes, self.offset + (first * cols * size) as u64)
+            .with_context(|| {
+                format!(
+                    "cannot read tensor `{name}` from {}: the file may be truncated; delete it and download it again",
+                    self.file.display()
+                )
+            })?;
+        match self.dtype {
+            DType::F32 => {
+                for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            DType::F16 => {
+                for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            DType::BF16 => {
+                for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *d = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            other => bail!("tensor `{name}`: cannot defer a {other:?} tensor"),
+        }
+        let bad = dst.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            bail!(
+                "{}: tensor `{name}` holds {bad} NaN or infinite value(s): the weights are damaged (a diverged training run, or a broken conversion); use another checkpoint",
+                self.file.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The tensors of a safetensors file, from its header: name → (dtype, shape, data offset in the
+/// file). `None` for a dtype that cannot be deferred.
+fn safetensors_index(file: &Path) -> Result<Vec<(String, Option<(DType, Vec<usize>, u64)>)>> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("{}: not a safetensors file (no header)", file.display()))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        bail!(
+            "{}: not a safetensors file (header of {n} bytes)",
+            file.display()
+        );
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("{}: truncated safetensors header", file.display()))?;
+    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: the safetensors header is not JSON", file.display()))?;
+    let mut out = Vec::new();
+    for (name, v) in json {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match v["dtype"].as_str() {
+            Some("F32") => Some(DType::F32),
+            Some("F16") => Some(DType::F16),
+            Some("BF16") => Some(DType::BF16),
+            _ => None,
+        };
+        let shape: Option<Vec<usize>> = v["shape"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        });
+        let start = v["data_offsets"][0].as_u64();
+        let entry = match (dtype, shape, start) {
+            (Some(d), Some(s), Some(start)) if s.len() == 2 => Some((d, s, 8 + n + start)),
+            _ => None,
+        };
+        out.push((name, entry));
+    }
+    Ok(out)
+}
+
 impl Checkpoint {
     pub fn load(files: &[PathBuf], family: Family) -> Result<Self> {
+        Self::load_deferring(files, family, &|_| false)
+    }
+
+    /// As [`Checkpoint::load`], but the 2-D f32/f16/bf16 tensors of safetensors files whose
+    /// canonical name `defer` picks are left in their files ([`Checkpoint::deferred`]): the
+    /// model gets an empty placeholder for each, to be replaced by a packed form.
+    pub fn load_deferring(
+        files: &[PathBuf],
+        family: Family,
+        defer: &dyn Fn(&str) -> bool,
+    ) -> Result<Self> {
         let mut tensors = HashMap::new();
+        let mut deferred = HashMap::new();
         let mut ignored = Vec::new();
         for (idx, file) in files.iter().enumerate() {
-            for (name, tensor) in read_tensors(file)? {
+            let mut skip = BTreeSet::new();
+            if file.extension().is_some_and(|e| e == "safetensors") {
+                for (name, entry) in safetensors_index(file)? {
+                    let (Some(canon), Some((dtype, shape, offset))) =
+                        (family.canonical_name(&name), entry)
+                    else {
+                        continue;
+                    };
+                    if !defer(&canon) {
+                        continue;
+                    }
+                    let d = Deferred {
+                        file: file.clone(),
+                        offset,
+                        dtype,
+                        shape,
+                    };
+                    if deferred.insert(canon.clone(), d).is_some() {
+                        bail!(
+                            "tensor `{canon}` appears twice (last in {})",
+                            file.display()
+                        );
+                    }
+                    skip.insert(name);
+                }
+            }
+            for (name, tensor) in read_tensors(file, &skip)? {
                 match family.canonical_name(&name) {
                     Some(canon) => {
                         check_finite(&name, &tensor, file)?;
@@ -148,8 +293,14 @@ impl Checkpoint {
             family,
             files: files.to_vec(),
             tensors,
+            deferred,
             ignored,
         })
+    }
+
+    /// The tensors left in their files, by canonical name.
+    pub fn deferred(&self) -> &HashMap<String, Deferred> {
+        &self.deferred
     }
 
     pub fn get(&self, name: &str) -> Option<(&Tensor, &Path)> {
@@ -161,6 +312,7 @@ impl Checkpoint {
     /// Replaces (or adds) tensor `name` (canonical), e.g. with a trained head's; it counts as
     /// coming from the first file.
     pub fn set(&mut self, name: &str, tensor: Tensor) {
+        self.deferred.remove(name);
         self.tensors.insert(name.to_string(), (tensor, 0));
     }
 
@@ -168,6 +320,9 @@ impl Checkpoint {
     /// fewer layers initialised from its teacher's (BERT-family `….layer.{i}.…` names). Returns
     /// how many tensors were renamed; an error if the checkpoint has no such layers.
     pub fn keep_layers(&mut self, map: &[usize]) -> Result<usize> {
+        if !self.deferred.is_empty() {
+            bail!("keep_layers: the checkpoint was loaded with deferred tensors (inference only)");
+        }
         let layer_of = |name: &str| -> Option<(usize, String, String)> {
             let parts: Vec<&str> = name.split('.').collect();
             let k = parts.iter().position(|p| *p == "layer")?;
@@ -207,7 +362,7 @@ impl Checkpoint {
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.tensors.keys()
+        self.tensors.keys().chain(self.deferred.keys())
     }
 
     pub fn describe(&self) -> String {
@@ -222,7 +377,8 @@ impl Checkpoint {
     }
 }
 
-fn read_tensors(file: &Path) -> Result<Vec<(String, Tensor)>> {
+/// The tensors of `file` but those named in `skip` (file names, not canonical).
+fn read_tensors(file: &Path, skip: &BTreeSet<String>) -> Result<Vec<(String, Tensor)>> {
     let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
     let loaded = if is_safetensors {
         // SAFETY: the file is mapped read-only; we only read it while loading.
@@ -230,6 +386,7 @@ fn read_tensors(file: &Path) -> Result<Vec<(String, Tensor)>> {
         st.and_then(|st| {
             st.tensors()
                 .into_iter()
+                .filter(|(name, _)| !skip.contains(name))
                 .map(|(name, _)| st.load(&name, &Device::Cpu).map(|t| (name, t)))
                 .collect::<candle_core::Result<Vec<_>>>()
         })
@@ -291,6 +448,18 @@ impl candle_nn::var_builder::SimpleBackend for CheckpointBackend {
                 return Ok(var.as_tensor().clone());
             }
         }
+        if let Some(d) = self.ckpt.deferred.get(name) {
+            if d.shape != s.dims() {
+                candle_core::bail!(
+                    "shape mismatch for tensor `{name}` in {}: the checkpoint has {:?}, config.json implies {:?}",
+                    d.file.display(),
+                    d.shape,
+                    s.dims()
+                );
+            }
+            // A placeholder: the packed form replaces it once the model is built.
+            return Tensor::zeros(0, dtype, dev);
+        }
         match self.ckpt.get(name) {
             Some((t, file)) => {
                 if t.dims() != s.dims() {
@@ -325,7 +494,7 @@ impl candle_nn::var_builder::SimpleBackend for CheckpointBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.ckpt.get(name).is_some()
+        self.ckpt.get(name).is_some() || self.ckpt.deferred.contains_key(name)
     }
 }
 
