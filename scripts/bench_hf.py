@@ -8,10 +8,16 @@ Real data, HF's usual pipeline (every sequence padded to 512), formatted as ALBE
     python scripts/bench_hf.py data --data ../shared/data/race-m/test.jsonl \
         --tokenizer ../shared/tokenizer/albert-base-v2-tokenizer.json --size base --limit 50 --threads 2
 
+PyTorch's bf16 as a user runs it on a CPU: --autocast (torch.autocast("cpu", dtype=torch.bfloat16)
+around the forward pass, f32 weights). The best a PyTorch user does on real data: --sorted-batch N
+(questions sorted by length, batches of N padded to their own longest, not to 512):
+    python scripts/bench_hf.py data ... --sorted-batch 8 --autocast
+
 Prints one JSON object. Random weights (speed does not depend on them); the token ids of the
 fixed-shape input follow the same generator as race-eval's bench so both run the same input.
 """
 import argparse
+import contextlib
 import json
 import time
 
@@ -46,6 +52,12 @@ def lcg_ids(n, vocab):
     return out
 
 
+def autocast(args):
+    if args.autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def fixed(args, model):
     q, c, l = args.batch, args.choices, args.seq
     ids = torch.tensor(lcg_ids(q * c * l, 30000)).reshape(q, c, l)
@@ -53,7 +65,7 @@ def fixed(args, model):
     mask = torch.ones_like(ids)
     ids, types, mask = ids.to(args.device), types.to(args.device), mask.to(args.device)
     passes = -(-args.questions // q)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(args):
         model(input_ids=ids, token_type_ids=types, attention_mask=mask)
         best = float("inf")
         for _ in range(args.repeats):
@@ -76,23 +88,31 @@ def data(args, model):
     rows = [json.loads(line) for line in open(args.data)][: args.limit]
     L = 512
     n_tokens = 0
-    with torch.inference_mode():
-        for r in rows:
-            ctx = tok.encode(r["article"], add_special_tokens=False).ids
-            ids, types = [], []
-            for opt in r["options"]:
-                qa = tok.encode(qa_text(r["question"], opt), add_special_tokens=False).ids[-128:]
-                c = ctx[: L - 3 - len(qa)]
-                seq = [cls] + c + [sep] + qa + [sep]
-                n_tokens += len(seq)
-                t = [0] * (len(c) + 2) + [1] * (len(qa) + 1)
-                ids.append(seq + [0] * (L - len(seq)))
-                types.append(t + [0] * (L - len(t)))
-            ids = torch.tensor([ids])
-            mask = (ids != 0).long()
-            mask[:, :, 0] = 1
-            dev = args.device
-            model(input_ids=ids.to(dev), token_type_ids=torch.tensor([types]).to(dev), attention_mask=mask.to(dev)).logits.float().cpu().numpy()
+    encoded = []
+    for r in rows:
+        ctx = tok.encode(r["article"], add_special_tokens=False).ids
+        seqs = []
+        for opt in r["options"]:
+            qa = tok.encode(qa_text(r["question"], opt), add_special_tokens=False).ids[-128:]
+            c = ctx[: L - 3 - len(qa)]
+            seq = [cls] + c + [sep] + qa + [sep]
+            n_tokens += len(seq)
+            seqs.append((seq, [0] * (len(c) + 2) + [1] * (len(qa) + 1)))
+        encoded.append(seqs)
+    if args.sorted_batch:
+        # Longest first, batches of N questions padded to their own longest sequence.
+        order = sorted(range(len(encoded)), key=lambda i: -max(len(s) for s, _ in encoded[i]))
+        batches = [order[i:i + args.sorted_batch] for i in range(0, len(order), args.sorted_batch)]
+    else:
+        batches = [[i] for i in range(len(encoded))]
+    dev = args.device
+    with torch.inference_mode(), autocast(args):
+        for b in batches:
+            width = L if not args.sorted_batch else max(len(s) for i in b for s, _ in encoded[i])
+            ids = torch.tensor([[s + [0] * (width - len(s)) for s, _ in encoded[i]] for i in b])
+            types = torch.tensor([[t + [0] * (width - len(t)) for _, t in encoded[i]] for i in b])
+            mask = torch.tensor([[[1] * len(s) + [0] * (width - len(s)) for s, _ in encoded[i]] for i in b])
+            model(input_ids=ids.to(dev), token_type_ids=types.to(dev), attention_mask=mask.to(dev)).logits.float().cpu().numpy()
     wall = time.perf_counter() - started
     return {"questions": len(rows), "real_tokens": n_tokens, "wall_s": wall, "questions_per_s": len(rows) / wall}
 
@@ -113,12 +133,15 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--tokenizer")
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--autocast", action="store_true", help="bf16 CPU autocast around the forward pass")
+    ap.add_argument("--sorted-batch", type=int, default=0,
+                    help="data: length-sorted batches of N questions padded to their own longest")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = model_for(args.size, args.attn, getattr(torch, args.dtype)).to(args.device)
     out = fixed(args, model) if args.mode == "fixed" else data(args, model)
     out.update(mode=args.mode, size=args.size, threads=args.threads, attn=args.attn, dtype=args.dtype,
-               torch=torch.__version__)
+               autocast=args.autocast, sorted_batch=args.sorted_batch, torch=torch.__version__)
     print(json.dumps(out))
 
 

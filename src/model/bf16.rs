@@ -137,6 +137,24 @@ impl Bf16Linear {
         Ok(Self { n, k, kp, packed })
     }
 
+    /// Packs the (n, k) matrix whose element (j, kk) is `at(j, kk)`, on this thread: the
+    /// attention products pack each head's keys (n keys × k dims) and values transposed
+    /// (n dims × k keys) this way, straight from the Q|K|V buffer.
+    pub fn from_fn(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Self {
+        let kp = k.div_ceil(PAIR) * PAIR;
+        let pairs = kp / PAIR;
+        let tiles = n.div_ceil(TILE);
+        let mut packed = vec![0u16; tiles * pairs * TILE * PAIR];
+        for j in 0..n {
+            let (t, c) = (j / TILE, j % TILE);
+            let tile = &mut packed[t * pairs * TILE * PAIR..];
+            for kk in 0..k {
+                tile[((kk / PAIR) * TILE + c) * PAIR + kk % PAIR] = to_bf16(at(j, kk));
+            }
+        }
+        Self { n, k, kp, packed }
+    }
+
     fn pairs(&self) -> usize {
         self.kp / PAIR
     }
@@ -184,7 +202,7 @@ impl Bf16Rows {
 }
 
 /// `out[i·stride + j] += Σ_k x[i, k] · w[j, k]` in f32 from bf16 inputs, for every row of `x` and
-/// column of `w` (`out` already holds the bias and residual, as in the f32 path).
+/// column of `w` (`out` already holds the bias and residual, as in the f32 path), on rayon.
 pub fn gemm_accumulate(
     x: &Bf16Rows,
     w: &Bf16Linear,
@@ -192,20 +210,9 @@ pub fn gemm_accumulate(
     out_stride: usize,
     kernel: Kernel,
 ) {
-    assert!(
-        kernel.available(),
-        "{kernel:?} is not available on this CPU"
-    );
-    assert_eq!(x.kp, w.kp);
-    let (m, n) = (x.rows, w.n);
-    if m == 0 || n == 0 {
+    let Some((row_blocks, col_blocks)) = check(x, w, out, out_stride, kernel) else {
         return;
-    }
-    assert!(out.len() >= (m - 1) * out_stride + n && out_stride >= n);
-    let row_blocks = m.div_ceil(ROWS);
-    let col_blocks = n.div_ceil(2 * TILE);
-    let tiles = n.div_ceil(TILE);
-    let pairs = w.pairs();
+    };
     let out_ptr = SharedOut(out.as_mut_ptr());
     // Work items: (column block, row block), column-major so that one thread's consecutive
     // items reuse the same weight panel from its cache.
@@ -213,26 +220,85 @@ pub fn gemm_accumulate(
         .into_par_iter()
         .for_each(|item| {
             let (cb, rb) = (item / row_blocks, item % row_blocks);
-            let mut acc = [[0f32; 2 * TILE]; ROWS];
-            let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
-            let tile = |t: usize| &w.packed[t * pairs * TILE * PAIR..(t + 1) * pairs * TILE * PAIR];
-            let (w0, w1) = (tile(cb * 2), tile((cb * 2 + 1).min(tiles - 1)));
-            micro_kernel(kernel, xs, x.kp, pairs, w0, w1, &mut acc);
-            let rows = ROWS.min(m - rb * ROWS);
-            let col0 = cb * 2 * TILE;
-            let cols = (2 * TILE).min(n - col0);
-            for (r, acc_row) in acc.iter().enumerate().take(rows) {
-                let i = rb * ROWS + r;
-                // SAFETY: row i, columns col0..col0+cols of `out` are within the bounds asserted
-                // above and belong to this work item alone.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride + col0), cols)
-                };
-                for (d, &a) in dst.iter_mut().zip(acc_row) {
-                    *d += a;
-                }
-            }
+            // SAFETY: `check` bounded `out`; each item writes its own rows × columns.
+            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel) };
         });
+}
+
+/// As [`gemm_accumulate`], on the calling thread (the attention products, which run one task
+/// per sequence and head on rayon already).
+pub fn gemm_accumulate_serial(
+    x: &Bf16Rows,
+    w: &Bf16Linear,
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+) {
+    let Some((row_blocks, col_blocks)) = check(x, w, out, out_stride, kernel) else {
+        return;
+    };
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    for rb in 0..row_blocks {
+        for cb in 0..col_blocks {
+            // SAFETY: as above.
+            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel) };
+        }
+    }
+}
+
+/// Checks the shapes; (row blocks, column blocks), or `None` when there is nothing to do.
+fn check(
+    x: &Bf16Rows,
+    w: &Bf16Linear,
+    out: &[f32],
+    out_stride: usize,
+    kernel: Kernel,
+) -> Option<(usize, usize)> {
+    assert!(
+        kernel.available(),
+        "{kernel:?} is not available on this CPU"
+    );
+    assert_eq!(x.kp, w.kp);
+    let (m, n) = (x.rows, w.n);
+    if m == 0 || n == 0 {
+        return None;
+    }
+    assert!(out.len() >= (m - 1) * out_stride + n && out_stride >= n);
+    Some((m.div_ceil(ROWS), n.div_ceil(2 * TILE)))
+}
+
+/// Row block `rb` × column block `cb` (two tiles) of the product, added into `out`.
+///
+/// # Safety
+/// `out` must hold the (x.rows × w.n) view with row stride `out_stride` (see [`check`]), and no
+/// one else may touch this block meanwhile.
+unsafe fn block(
+    x: &Bf16Rows,
+    w: &Bf16Linear,
+    rb: usize,
+    cb: usize,
+    out: SharedOut,
+    out_stride: usize,
+    kernel: Kernel,
+) {
+    let (m, n, pairs) = (x.rows, w.n, w.pairs());
+    let tiles = n.div_ceil(TILE);
+    let mut acc = [[0f32; 2 * TILE]; ROWS];
+    let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
+    let tile = |t: usize| &w.packed[t * pairs * TILE * PAIR..(t + 1) * pairs * TILE * PAIR];
+    let (w0, w1) = (tile(cb * 2), tile((cb * 2 + 1).min(tiles - 1)));
+    micro_kernel(kernel, xs, x.kp, pairs, w0, w1, &mut acc);
+    let rows = ROWS.min(m - rb * ROWS);
+    let col0 = cb * 2 * TILE;
+    let cols = (2 * TILE).min(n - col0);
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let i = rb * ROWS + r;
+        // SAFETY: row i, columns col0..col0+cols lie in the view (the caller's contract).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * out_stride + col0), cols) };
+        for (d, &a) in dst.iter_mut().zip(acc_row) {
+            *d += a;
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -388,7 +454,7 @@ mod tests {
             .collect()
     }
 
-    /// `out` from the scalar reference kernel through the same blocking.
+    /// `out` from `kernel` through the same blocking.
     fn run(kernel: Kernel, x: &[f32], m: usize, k: usize, w: &Bf16Linear) -> Vec<f32> {
         let rows = Bf16Rows::new(x, m, k, k);
         let mut out: Vec<f32> = (0..m * w.n).map(|i| (i % 7) as f32 * 0.25).collect();
@@ -459,6 +525,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The serial entry and strided packing give what the parallel entry and row packing give.
+    #[test]
+    fn serial_and_strided_packing_agree() {
+        let (m, k, n) = (30, 70, 50);
+        let x = pseudo(m * k, 8);
+        let w = pseudo(n * k, 9);
+        let kernel = Kernel::detect().unwrap_or(Kernel::Scalar);
+        let by_rows = Bf16Linear::new(&w, n, k);
+        // The same matrix read transposed from a (k, n) layout.
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let by_fn = Bf16Linear::from_fn(n, k, |j, kk| wt[kk * n + j]);
+        assert_eq!(by_rows.packed, by_fn.packed);
+        let rows = Bf16Rows::new(&x, m, k, k);
+        let (mut a, mut b) = (vec![1f32; m * n], vec![1f32; m * n]);
+        gemm_accumulate(&rows, &by_rows, &mut a, n, kernel);
+        gemm_accumulate_serial(&rows, &by_fn, &mut b, n, kernel);
+        assert_eq!(a, b);
+        assert!(a.iter().any(|&v| v != 1.0));
     }
 
     /// The scalar reference is the product of the rounded inputs: within f32 summation error

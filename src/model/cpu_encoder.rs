@@ -564,18 +564,85 @@ struct AttentionIo<'a> {
     seqs: Vec<SeqAttention>,
 }
 
-/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
-fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
-    let dh = d.head_dim;
-    let width = d.heads * dh;
-    let scale = 1.0 / (dh as f32).sqrt();
-    // Every index below stays within these bounds (checked once per sequence, not per task).
+/// Every index attention touches stays within these bounds (checked once per sequence, not
+/// per task).
+fn check_attention_bounds(io: &AttentionIo, ctx: &[f32], mask: &[f32], d: &Dims) {
+    let width = d.heads * d.head_dim;
     for s in io.seqs.iter().filter(|s| s.queries > 0) {
         assert!(s.keys > 0 && mask.len() >= s.mask0 + s.keys);
         assert!(io.q.len() >= (s.q0 + s.queries - 1) * io.q_row + width);
         assert!(io.kv.len() >= (s.k0 + s.keys - 1) * io.kv_row + io.k_off.max(io.v_off) + width);
         assert!(ctx.len() >= (s.c0 + s.queries - 1) * io.ctx_row + width);
     }
+}
+
+/// Attention in the layer's precision: both products in bf16 when its linears are bf16 (`kernel`),
+/// else in f32.
+fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, kernel: Option<bf16::Kernel>) {
+    match kernel {
+        Some(kernel) => attention_bf16(io, ctx, mask, d, kernel),
+        None => attention(io, ctx, mask, d),
+    }
+}
+
+/// As [`attention`], with Q Kᵀ and P V in bf16 (their inputs rounded to bf16, f32 sums), as
+/// PyTorch's CPU autocast runs them; the scale, mask and softmax stay f32. One task per
+/// (sequence, head) packs the head's keys and its values transposed once, then runs the query
+/// blocks.
+fn attention_bf16(
+    io: &AttentionIo,
+    ctx: &mut [f32],
+    mask: &[f32],
+    d: &Dims,
+    kernel: bf16::Kernel,
+) {
+    check_attention_bounds(io, ctx, mask, d);
+    let dh = d.head_dim;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let tasks: Vec<(usize, usize)> = (0..io.seqs.len())
+        .filter(|&b| io.seqs[b].queries > 0)
+        .flat_map(|b| (0..d.heads).map(move |head| (b, head)))
+        .collect();
+    let out = SharedMut(ctx.as_mut_ptr());
+    tasks.into_par_iter().for_each(|(b, head)| {
+        let s = io.seqs[b];
+        let (nq, nk) = (s.queries, s.keys);
+        let kb = s.k0 * io.kv_row + io.k_off + head * dh;
+        let vb = s.k0 * io.kv_row + io.v_off + head * dh;
+        let keys = Bf16Linear::from_fn(nk, dh, |j, kk| io.kv[kb + j * io.kv_row + kk]);
+        let values = Bf16Linear::from_fn(dh, nk, |j, kk| io.kv[vb + kk * io.kv_row + j]);
+        let mut scores = vec![0f32; QUERY_BLOCK * nk];
+        let mut block = vec![0f32; QUERY_BLOCK * dh];
+        for t0 in (0..nq).step_by(QUERY_BLOCK) {
+            let n = QUERY_BLOCK.min(nq - t0);
+            let q = Bf16Rows::new(&io.q[(s.q0 + t0) * io.q_row + head * dh..], n, dh, io.q_row);
+            let sc = &mut scores[..n * nk];
+            sc.fill(0.0);
+            bf16::gemm_accumulate_serial(&q, &keys, sc, nk, kernel);
+            sc.iter_mut().for_each(|v| *v *= scale);
+            kernels::masked_softmax_rows(sc, nk, &mask[s.mask0..][..nk]);
+            let p = Bf16Rows::new(sc, n, nk, nk);
+            let c = &mut block[..n * dh];
+            c.fill(0.0);
+            bf16::gemm_accumulate_serial(&p, &values, c, dh, kernel);
+            for (i, row) in c.chunks_exact(dh).enumerate() {
+                // SAFETY: within the bounds checked above; this task alone writes this
+                // sequence's context rows in this head's columns, and nothing reads `ctx`
+                // while the tasks run.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.at((s.c0 + t0 + i) * io.ctx_row + head * dh), dh)
+                };
+                dst.copy_from_slice(row);
+            }
+        }
+    });
+}
+
+/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
+fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
+    let dh = d.head_dim;
+    let scale = 1.0 / (dh as f32).sqrt();
+    check_attention_bounds(io, ctx, mask, d);
     let tasks: Vec<(usize, usize, usize)> = io
         .seqs
         .iter()
@@ -690,7 +757,7 @@ fn layer_full(
             })
             .collect(),
     };
-    attention(&io, &mut bufs.ctx, mask, d);
+    attend(&io, &mut bufs.ctx, mask, d, w.q.0.bf16.map(|b| b.1));
     // att = LayerNorm(x + ctx Wdᵀ + bd)
     fill_rows(&mut bufs.att, xv, w.dense.1, Some((x, xv)));
     linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
@@ -773,7 +840,7 @@ fn layer_cls(
             .collect(),
     };
     let mut ctx = vec![0f32; b * h];
-    attention(&io, &mut ctx, mask, d);
+    attend(&io, &mut ctx, mask, d, w.q.0.bf16.map(|b| b.1));
     let mut att = vec![0f32; b * h];
     fill_rows(&mut att, bv, w.dense.1, Some((&cls, bv)));
     linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);
