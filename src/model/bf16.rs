@@ -23,6 +23,8 @@ const TILE: usize = 16;
 const PAIR: usize = 2;
 /// Rows per micro-kernel call: 12 rows × 2 tiles = 24 accumulator registers of the 32.
 pub(crate) const ROWS: usize = 12;
+/// Pairs of k per micro-kernel call (K blocking).
+const KC_PAIRS: usize = 256;
 
 /// Which kernel runs the bf16 GEMMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +289,13 @@ unsafe fn block(
     let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
     let tile = |t: usize| &w.packed[t * pairs * TILE * PAIR..(t + 1) * pairs * TILE * PAIR];
     let (w0, w1) = (tile(cb * 2), tile((cb * 2 + 1).min(tiles - 1)));
-    micro_kernel(kernel, xs, x.kp, pairs, w0, w1, &mut acc);
+    // K in chunks of KC_PAIRS pairs, so that the rows' chunk (12 × 512 bf16: 12 KiB) stays in
+    // L1 while the weight panel streams from L2.
+    for p0 in (0..pairs).step_by(KC_PAIRS) {
+        let np = KC_PAIRS.min(pairs - p0);
+        let (a, b0, b1) = (&xs[2 * p0..], &w0[32 * p0..], &w1[32 * p0..]);
+        micro_kernel(kernel, a, x.kp, np, b0, b1, &mut acc);
+    }
     let rows = ROWS.min(m - rb * ROWS);
     let col0 = cb * 2 * TILE;
     let cols = (2 * TILE).min(n - col0);
@@ -313,8 +321,9 @@ impl SharedOut {
     }
 }
 
-/// Dot products of [`ROWS`] rows of `xs` with the columns of two tiles (the second may repeat
-/// the first at the edge; its sums are then not read).
+/// Dot products of [`ROWS`] rows of `xs` (row stride `kp`, `pairs` pairs from the start of
+/// each row) with `pairs` pairs of the columns of two tiles (the second may repeat the first at
+/// the edge; its sums are then not read), added to `acc`.
 fn micro_kernel(
     kernel: Kernel,
     xs: &[u16],
@@ -324,7 +333,8 @@ fn micro_kernel(
     w1: &[u16],
     acc: &mut [[f32; 2 * TILE]; ROWS],
 ) {
-    assert!(xs.len() >= ROWS * kp && w0.len() >= pairs * 32 && w1.len() >= pairs * 32);
+    assert!(xs.len() >= (ROWS - 1) * kp + 2 * pairs);
+    assert!(w0.len() >= pairs * 32 && w1.len() >= pairs * 32);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` was checked by the caller; the slices are sized as asserted.
@@ -347,7 +357,7 @@ fn scalar_kernel(
     acc: &mut [[f32; 2 * TILE]; ROWS],
 ) {
     for (r, acc_row) in acc.iter_mut().enumerate() {
-        let x = &xs[r * kp..(r + 1) * kp];
+        let x = &xs[r * kp..r * kp + 2 * pairs];
         for p in 0..pairs {
             let (x0, x1) = (from_bf16(x[2 * p]), from_bf16(x[2 * p + 1]));
             for (half, w) in [w0, w1].into_iter().enumerate() {
@@ -380,6 +390,10 @@ mod avx512 {
         acc: &mut [[f32; 2 * TILE]; ROWS],
     ) {
         let mut a = [[_mm512_setzero_ps(); 2]; ROWS];
+        for (r, ar) in a.iter_mut().enumerate() {
+            ar[0] = _mm512_loadu_ps(acc[r].as_ptr());
+            ar[1] = _mm512_loadu_ps(acc[r].as_ptr().add(TILE));
+        }
         let (xp, p0, p1) = (xs.as_ptr(), w0.as_ptr(), w1.as_ptr());
         for p in 0..pairs {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(p0.add(p * 32) as *const _));
@@ -419,6 +433,10 @@ mod avx512 {
         acc: &mut [[f32; 2 * TILE]; ROWS],
     ) {
         let mut a = [[_mm512_setzero_ps(); 2]; ROWS];
+        for (r, ar) in a.iter_mut().enumerate() {
+            ar[0] = _mm512_loadu_ps(acc[r].as_ptr());
+            ar[1] = _mm512_loadu_ps(acc[r].as_ptr().add(TILE));
+        }
         let (xp, p0, p1) = (xs.as_ptr(), w0.as_ptr(), w1.as_ptr());
         for p in 0..pairs {
             let (b00, b01) = widen(_mm512_loadu_si512(p0.add(p * 32) as *const _));

@@ -589,13 +589,7 @@ fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, kernel: Opt
 /// PyTorch's CPU autocast runs them; the scale, mask and softmax stay f32. One task per
 /// (sequence, head) packs the head's keys and its values transposed once, then runs the query
 /// blocks.
-fn attention_bf16(
-    io: &AttentionIo,
-    ctx: &mut [f32],
-    mask: &[f32],
-    d: &Dims,
-    kernel: bf16::Kernel,
-) {
+fn attention_bf16(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, kernel: bf16::Kernel) {
     check_attention_bounds(io, ctx, mask, d);
     let dh = d.head_dim;
     let scale = 1.0 / (dh as f32).sqrt();
@@ -630,7 +624,10 @@ fn attention_bf16(
                 // sequence's context rows in this head's columns, and nothing reads `ctx`
                 // while the tasks run.
                 let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.at((s.c0 + t0 + i) * io.ctx_row + head * dh), dh)
+                    std::slice::from_raw_parts_mut(
+                        out.at((s.c0 + t0 + i) * io.ctx_row + head * dh),
+                        dh,
+                    )
                 };
                 dst.copy_from_slice(row);
             }

@@ -182,9 +182,12 @@ impl Deferred {
     }
 }
 
-/// The tensors of a safetensors file, from its header: name → (dtype, shape, data offset in the
-/// file). `None` for a dtype that cannot be deferred.
-fn safetensors_index(file: &Path) -> Result<Vec<(String, Option<(DType, Vec<usize>, u64)>)>> {
+/// Where a 2-D tensor lies in a safetensors file: (dtype, shape, offset of its data).
+type Located = (DType, Vec<usize>, u64);
+
+/// The tensors of a safetensors file, from its header, by file name: where each lies, or `None`
+/// for one that cannot be deferred (not 2-D, or not f32/f16/bf16).
+fn safetensors_index(file: &Path) -> Result<Vec<(String, Option<Located>)>> {
     use std::io::Read;
     let mut f =
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
