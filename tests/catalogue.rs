@@ -93,6 +93,28 @@ fn non_finite_weights_are_refused_at_load_naming_the_tensor() {
     assert!(!tmp.path().join("results").exists());
 }
 
+/// `--dtype bf16` on the CPU reads the linears straight from the file into bf16: a NaN there is
+/// refused the same way, naming the tensor and the file.
+#[test]
+fn non_finite_linear_weights_are_refused_in_bf16_too() {
+    if race_eval::model::Bf16Kernel::detect().is_none() {
+        eprintln!("no AVX-512 here: bf16 runs in f32 (covered above), SKIPPED");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = doctored(tmp.path(), "ffn_output.weight", |t| {
+        let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v[7] = f32::INFINITY;
+        Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap()
+    });
+    let s = sample();
+    let mut args = eval_args(m.to_str().unwrap(), &s);
+    args.extend(["--dtype", "bf16"]);
+    let o = race_eval(tmp.path(), &args);
+    refused(&o, &["ffn_output.weight", "infinite", "model.safetensors"]);
+    assert!(!tmp.path().join("results").exists());
+}
+
 #[test]
 fn a_non_finite_logit_at_run_time_stops_the_run_naming_the_question() {
     let tmp = tempfile::tempdir().unwrap();
