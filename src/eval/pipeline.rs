@@ -112,6 +112,16 @@ pub fn evaluate_opened(
             e
         }
     })?;
+    // int8 calibrates on the first questions of the whole data set, so shards quantise alike.
+    let calibration: Vec<_> = match req.precision {
+        Precision::Int8 => dataset
+            .questions
+            .iter()
+            .take(super::INT8_CALIBRATION_QUESTIONS)
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     if let Some(shard) = req.shard {
         dataset.questions = shard.select(dataset.questions)?;
     }
@@ -144,10 +154,23 @@ pub fn evaluate_opened(
         None,
         overrides,
     )?;
-    if req.precision == Precision::Int8 && loaded.quantize_int8()?.is_none() {
-        warnings.push(
-            "warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32".into(),
-        );
+    if req.precision == Precision::Int8 {
+        if loaded.quantize_int8()?.is_none() {
+            warnings.push(
+                "warning: this CPU has no int8 kernel (AVX2 or AVX-512 VNNI): running in f32"
+                    .into(),
+            );
+        } else {
+            super::calibrate_int8(
+                &mut loaded.model,
+                &encoder,
+                &calibration,
+                &format,
+                req.batch_size,
+                config.pad_token_id,
+                &device,
+            )?;
+        }
     }
     if let Some(w) = loaded.report.warning().filter(|_| head.is_none()) {
         warnings.push(w);

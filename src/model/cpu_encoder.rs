@@ -45,6 +45,20 @@ pub struct QuantLayer {
     pub ffn_output: QuantLinear,
 }
 
+impl QuantLayer {
+    /// The six linears (calibration).
+    pub fn linears(&self) -> [&QuantLinear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.dense,
+            &self.ffn,
+            &self.ffn_output,
+        ]
+    }
+}
+
 /// Queries per attention work item: a 64 × len block of scores stays in L2.
 const QUERY_BLOCK: usize = 64;
 

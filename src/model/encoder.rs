@@ -71,6 +71,47 @@ impl Layer {
         Ok(())
     }
 
+    /// Every int8 linear records its input's per channel maxima from now on.
+    fn observe(&self) {
+        if let Some(q) = &self.quant {
+            q.linears().iter().for_each(|l| l.observe());
+        }
+    }
+
+    /// Requantises the int8 linears with SmoothQuant factors from the maxima recorded since
+    /// [`Self::observe`] (a linear that saw no input keeps its quantisation).
+    fn smooth(&mut self) -> Result<()> {
+        fn q(l: &Linear, old: &QuantLinear) -> Result<Option<QuantLinear>> {
+            let Some(x_max) = old.observed() else {
+                return Ok(None);
+            };
+            if x_max.iter().all(|&v| v == 0.0) {
+                return Ok(None);
+            }
+            let (n, k) = l.weight().dims2()?;
+            let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
+            Ok(Some(QuantLinear::smoothed(&w, n, k, Some(&x_max))))
+        }
+        let Some(quant) = self.quant.as_mut() else {
+            return Ok(());
+        };
+        let a = &self.attention;
+        let pairs = [
+            (&a.query, &mut quant.query),
+            (&a.key, &mut quant.key),
+            (&a.value, &mut quant.value),
+            (&a.dense, &mut quant.dense),
+            (&self.ffn, &mut quant.ffn),
+            (&self.ffn_output, &mut quant.ffn_output),
+        ];
+        for (l, slot) in pairs {
+            if let Some(new) = q(l, slot)? {
+                *slot = new;
+            }
+        }
+        Ok(())
+    }
+
     /// The layer's tensors for [`cpu_encoder`].
     fn tensors(&self) -> LayerTensors<'_> {
         fn lin(l: &Linear) -> (&Tensor, &Tensor) {
@@ -162,6 +203,18 @@ impl Encoder {
             layer.quantize(kernel)?;
         }
         Ok(())
+    }
+
+    /// Starts int8 calibration: the quantised linears record their inputs' per channel maxima
+    /// until [`Self::finish_calibration`].
+    pub fn start_calibration(&self) {
+        self.groups.iter().flatten().for_each(Layer::observe);
+    }
+
+    /// Requantises the int8 linears with SmoothQuant factors from the maxima recorded since
+    /// [`Self::start_calibration`] (see [`super::quant`]).
+    pub fn finish_calibration(&mut self) -> Result<()> {
+        self.groups.iter_mut().flatten().try_for_each(Layer::smooth)
     }
 
     /// `embedded`: (batch, len, embedding_size); `mask`: additive attention mask (batch, 1, 1,

@@ -157,6 +157,19 @@ impl MultipleChoiceModel {
     }
 }
 
+impl MultipleChoiceModel {
+    /// Calibrates int8 smoothing (SmoothQuant, see `quant.rs`): `run` runs the quantised model
+    /// over calibration inputs while every int8 linear records its input's per channel maxima;
+    /// the linears are then requantised with the smoothing factors. A model that is not int8
+    /// only runs `run`.
+    pub fn calibrate_int8(&mut self, run: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        self.backbone.start_calibration();
+        run(self)?;
+        self.backbone.finish_calibration()?;
+        Ok(())
+    }
+}
+
 impl LoadReport {
     /// One warning line when head tensors had to be initialised, as for a backbone-only
     /// checkpoint such as `albert-base-v2`; `None` when the checkpoint was complete.
