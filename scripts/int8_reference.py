@@ -232,7 +232,7 @@ class LogitsPooled(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         b, c, l = input_ids.shape
-        out = self.model.bert(input_ids=input_ids.reshape(b * c, l), attention_mask=attention_mask.reshape(b * c, l),
+        out = getattr(self.model, self.model.base_model_prefix)(input_ids=input_ids.reshape(b * c, l), attention_mask=attention_mask.reshape(b * c, l),
                               token_type_ids=token_type_ids.reshape(b * c, l))
         pooled = out.pooler_output
         return self.model.classifier(pooled).reshape(b, c), pooled.reshape(b, c, -1)
@@ -284,7 +284,9 @@ def build_onnx(model, workdir, op_types):
                           do_constant_folding=True)
     assert not model.training
     t1 = time.perf_counter()
-    opt = optimizer.optimize_model(paths["f32"], model_type="bert", num_heads=NUM_HEADS, hidden_size=HIDDEN)
+    cfg = model.config
+    opt = optimizer.optimize_model(paths["f32"], model_type="bert", num_heads=cfg.num_attention_heads,
+                                   hidden_size=cfg.hidden_size)
     fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
     opt.save_model_to_file(paths["f32-opt"])
     t2 = time.perf_counter()
@@ -295,7 +297,8 @@ def build_onnx(model, workdir, op_types):
         nodes = [n.name for n in opt.model.graph.node if n.op_type in op_types
                  and (n.op_type == "Attention" or "/encoder/" in n.name)]
         if op_types == ["MatMul", "Attention"]:
-            assert len(nodes) == 6 + 18, nodes
+            layers = cfg.num_hidden_layers
+            assert len(nodes) == 4 * layers, nodes
     quantize_dynamic(paths["f32-opt"], paths["int8"], op_types_to_quantize=op_types, nodes_to_quantize=nodes,
                      per_channel=True,
                      reduce_range=False, weight_type=QuantType.QInt8,
@@ -540,9 +543,17 @@ def best_of(fn, repeats):
 def timing(args):
     torch.set_num_threads(args.threads)
     B, C, L = (int(x) for x in args.shape.split(","))
-    (eager, sdpa), _ = load_models(args.model)
+    if args.arch == "albert-base":
+        # race-eval bench's albert-base-v2 shape with random weights (scripts/bench_hf.py).
+        from bench_hf import model_for
+        eager = model_for("base", "eager", torch.float32)
+        sdpa = model_for("base", "sdpa", torch.float32)
+        assert args.race == 0, "--race needs the MiniLM"
+    else:
+        (eager, sdpa), _ = load_models(args.model)
     f32 = sdpa if args.attn == "sdpa" else eager
     runners = {"torch_f32": f32, "torch_int8": torch_int8(f32)}
+    runners = {k: v for k, v in runners.items() if k in args.time_variants.split(",")}
     sessions = {}
     if ort is None:
         print("onnxruntime is not importable: ORT skipped", file=sys.stderr)
@@ -550,8 +561,8 @@ def timing(args):
         op_types = None if args.ort_op_types == "all" else args.ort_op_types.split(",")
         paths, notes = build_onnx(eager, args.workdir, op_types)
         print(f"ONNX: fused {notes['fused']} int8 ops {notes['int8_ops']}", file=sys.stderr)
-        sessions = {"ort_f32_opt": ort_session(paths["f32-opt"], args.threads),
-                    "ort_int8": ort_session(paths["int8"], args.threads)}
+        sessions = {k: ort_session(paths[f], args.threads) for k, f in (("ort_f32_opt", "f32-opt"), ("ort_int8", "int8"))
+                    if k in args.time_variants.split(",")}
 
     ids = np.array(lcg_ids(B * C * L, eager.config.vocab_size), dtype=np.int64).reshape(B, C, L)
     types = np.broadcast_to((np.arange(L) >= L // 2).astype(np.int64), (B, C, L)).copy()
@@ -644,6 +655,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="timing: torch and ORT intra-op threads [default: 1]")
     ap.add_argument("--repeats", type=int, default=10, help="timing: best of N [default: 10]")
     ap.add_argument("--race", type=int, default=0, help="timing: also end to end over the first N questions")
+    ap.add_argument("--arch", choices=["minilm", "albert-base"], default="minilm",
+                    help="timing: the real MiniLM, or albert-base-v2's shape with random weights (as race-eval "
+                    "bench --model albert-base-v2) [default: %(default)s]")
+    ap.add_argument("--time-variants", default="torch_f32,torch_int8,ort_f32_opt,ort_int8",
+                    help="timing: which to time [default: %(default)s]")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                     help="timing: transformers attention of torch_f32 / torch_int8 [default: sdpa]")
     args = ap.parse_args()

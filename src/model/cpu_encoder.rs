@@ -31,6 +31,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::attention512;
 use super::kernels;
 use super::quant::{self, QuantLinear};
 
@@ -525,8 +526,10 @@ struct AttentionIo<'a> {
     seqs: Vec<SeqAttention>,
 }
 
-/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
-fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
+/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`. `int8`: the
+/// layer runs in int8, whose attention takes the AVX-512 kernels of [`attention512`] where
+/// the CPU has them.
+fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bool) {
     let dh = d.head_dim;
     let width = d.heads * dh;
     let scale = 1.0 / (dh as f32).sqrt();
@@ -547,8 +550,46 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
             })
         })
         .collect();
-    let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
     let out = SharedMut(ctx.as_mut_ptr());
+    if int8 && attention512::available(dh) {
+        // One task per (sequence, head): K and V are packed once for all its queries.
+        let heads: Vec<(usize, usize)> = tasks
+            .iter()
+            .filter(|t| t.2 == 0)
+            .map(|t| (t.0, t.1))
+            .collect();
+        heads.into_par_iter().for_each_init(
+            attention512::Scratch::default,
+            |scratch, (b, head)| {
+                let s = io.seqs[b];
+                let (nq, nk, t0) = (s.queries, s.keys, 0);
+                let q = (s.q0 + t0) * io.q_row + head * dh;
+                let k = s.k0 * io.kv_row + io.k_off + head * dh;
+                let v = s.k0 * io.kv_row + io.v_off + head * dh;
+                let c = (s.c0 + t0) * io.ctx_row + head * dh;
+                // SAFETY: as for the gemm calls below; `available` was checked.
+                unsafe {
+                    attention512::head(
+                        io.q.as_ptr().add(q),
+                        io.q_row,
+                        io.kv.as_ptr().add(k),
+                        io.kv.as_ptr().add(v),
+                        io.kv_row,
+                        out.at(c),
+                        io.ctx_row,
+                        nq,
+                        nk,
+                        dh,
+                        &mask[s.mask0..][..nk],
+                        scale,
+                        scratch,
+                    );
+                }
+            },
+        );
+        return;
+    }
+    let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
     tasks.into_par_iter().for_each_init(
         || vec![0f32; QUERY_BLOCK * max_keys],
         |scores, (b, head, t0)| {
@@ -651,7 +692,7 @@ fn layer_full(
             })
             .collect(),
     };
-    attention(&io, &mut bufs.ctx, mask, d);
+    attention(&io, &mut bufs.ctx, mask, d, w.q.0.int8.is_some());
     // att = LayerNorm(x + ctx Wdᵀ + bd)
     fill_rows(&mut bufs.att, xv, w.dense.1, Some((x, xv)));
     linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
@@ -734,7 +775,7 @@ fn layer_cls(
             .collect(),
     };
     let mut ctx = vec![0f32; b * h];
-    attention(&io, &mut ctx, mask, d);
+    attention(&io, &mut ctx, mask, d, w.q.0.int8.is_some());
     let mut att = vec![0f32; b * h];
     fill_rows(&mut att, bv, w.dense.1, Some((&cls, bv)));
     linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);

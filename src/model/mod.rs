@@ -11,6 +11,7 @@
 // training). The layers and kernels stay inside.
 mod activation;
 mod attention;
+mod attention512;
 mod backbone;
 pub mod config;
 mod cpu_encoder;
