@@ -14,7 +14,9 @@
 pub fn available(dh: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        dh % 16 == 0 && (16..=64).contains(&dh) && std::arch::is_x86_feature_detected!("avx512f")
+        dh.is_multiple_of(16)
+            && (16..=64).contains(&dh)
+            && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
