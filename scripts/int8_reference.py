@@ -142,9 +142,18 @@ class EmulInt8Linear(torch.nn.Module):
 
     CHUNK = 1024  # 1024 · 127 · 127 < 2**24: every partial sum of a chunk is an exact f32 integer
 
-    def __init__(self, linear):
+    def __init__(self, linear, smooth=None, outliers=None):
         super().__init__()
-        w = linear.weight.detach().float()
+        w = linear.weight.detach().float().clone()
+        # SmoothQuant-style smoothing: x' = x / s per input channel, w' = w * s (exact in f32).
+        self.register_buffer("inv_smooth", None if smooth is None else (1.0 / smooth).float())
+        if smooth is not None:
+            w = w * smooth[None, :].float()
+        # Outlier input channels computed in f32: their columns leave the int8 product.
+        self.outliers = None if outliers is None or len(outliers) == 0 else torch.as_tensor(outliers)
+        if self.outliers is not None:
+            self.register_buffer("w_out", w[:, self.outliers].clone())
+            w[:, self.outliers] = 0.0
         mx = w.abs().amax(dim=1)
         s = torch.where(mx > 0, mx / 127.0, torch.ones_like(mx))
         self.register_buffer("qw", round_half_away(w / s[:, None]).clamp(-127, 127))  # (n, k), integers
@@ -154,6 +163,13 @@ class EmulInt8Linear(torch.nn.Module):
     def forward(self, x):
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()
+        extra = 0.0
+        if self.outliers is not None:
+            extra = x[:, self.outliers] @ self.w_out.T
+            x = x.clone()
+            x[:, self.outliers] = 0.0
+        if self.inv_smooth is not None:
+            x = x * self.inv_smooth[None, :]
         mx = x.abs().amax(dim=1)
         sx = torch.where(mx > 0, mx / 127.0, torch.ones_like(mx))
         inv = 1.0 / sx
@@ -161,24 +177,85 @@ class EmulInt8Linear(torch.nn.Module):
         acc = torch.zeros(x.shape[0], self.qw.shape[0], dtype=torch.float64)
         for k0 in range(0, x.shape[1], self.CHUNK):
             acc += (qx[:, k0:k0 + self.CHUNK] @ self.qw[:, k0:k0 + self.CHUNK].T).double()
-        y = self.bias + (sx[:, None] * self.sw[None, :]) * acc.float()
+        y = self.bias + (sx[:, None] * self.sw[None, :]) * acc.float() + extra
         return y.reshape(*shape[:-1], -1)
 
 
-def emul_int8(model):
+def emul_int8(model, calib=None, how="plain", alpha=0.5, ratio=8.0, max_outliers=8):
+    """race-eval's scheme; `how`: plain, smooth (SmoothQuant factors from the calibration maxima
+    `calib`, one (k,) tensor per linear, migration strength `alpha`) or outlier (input channels
+    whose calibrated max exceeds `ratio` x the median channel's, at most `max_outliers`, in f32)."""
     m = copy.deepcopy(model)
-    for parent, name in encoder_linears(m):
-        setattr(parent, name, EmulInt8Linear(getattr(parent, name)))
+    for idx, (parent, name) in enumerate(encoder_linears(m)):
+        lin = getattr(parent, name)
+        smooth = outliers = None
+        if how == "smooth":
+            xmax = calib[idx].clamp(min=1e-5)
+            wmax = lin.weight.detach().abs().amax(dim=0).clamp(min=1e-5)
+            smooth = (xmax.pow(alpha) / wmax.pow(1 - alpha)).clamp(min=1e-5)
+        elif how == "outlier":
+            xmax = calib[idx]
+            order = torch.argsort(xmax, descending=True)[:max_outliers]
+            outliers = [int(j) for j in order if xmax[j] > ratio * xmax.median()]
+        setattr(parent, name, EmulInt8Linear(lin, smooth=smooth, outliers=outliers))
     return m.eval()
 
 
-class LogitsOnly(torch.nn.Module):
+@torch.no_grad()
+def calibrate(model, qs):
+    """Per input channel max |x| of each of the 36 linears over the questions `qs` (f32 model)."""
+    linears = [getattr(p, n) for p, n in encoder_linears(model)]
+    maxima = [torch.zeros(l.in_features) for l in linears]
+
+    def hook(i):
+        def f(_mod, inp):
+            x = inp[0].detach().reshape(-1, inp[0].shape[-1]).abs().amax(dim=0)
+            maxima[i] = torch.maximum(maxima[i], x)
+        return f
+    handles = [l.register_forward_pre_hook(hook(i)) for i, l in enumerate(linears)]
+    try:
+        for q in qs:
+            mf.run_logits(model, q["input_ids"], q["token_type_ids"])
+    finally:
+        for h in handles:
+            h.remove()
+    return maxima
+
+
+class LogitsPooled(torch.nn.Module):
+    """BertForMultipleChoice's forward (eval mode: no dropout) returning the logits and the
+    pooled [CLS] states (batch, choices, hidden) the classifier reads."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        b, c, l = input_ids.shape
+        out = getattr(self.model, self.model.base_model_prefix)(input_ids=input_ids.reshape(b * c, l), attention_mask=attention_mask.reshape(b * c, l),
+                              token_type_ids=token_type_ids.reshape(b * c, l))
+        pooled = out.pooler_output
+        return self.model.classifier(pooled).reshape(b, c), pooled.reshape(b, c, -1)
+
+
+@torch.no_grad()
+def run_pooled(model, ids, types):
+    """(logits (4,), pooled [CLS] states (4, hidden)), each option unpadded on its own."""
+    logits, pooled = [], []
+    for i, t in zip(ids, types):
+        out = model.bert(input_ids=torch.tensor([i]), attention_mask=torch.ones(1, len(i), dtype=torch.long),
+                         token_type_ids=torch.tensor([t]))
+        pooled.append(out.pooler_output[0])
+        logits.append(model.classifier(out.pooler_output)[0, 0])
+    return torch.stack(logits), torch.stack(pooled)
+
+
+def pooled_error(p, f):
+    """Per option: relative L2 error |p - f| / |f| and cosine(p, f) of pooled states (4, hidden)."""
+    p, f = p.double(), f.double()
+    rel = (p - f).norm(dim=1) / f.norm(dim=1)
+    cos = torch.nn.functional.cosine_similarity(p, f, dim=1)
+    return [float(x) for x in rel], [float(x) for x in cos]
 
 
 def build_onnx(model, workdir, op_types):
@@ -197,16 +274,19 @@ def build_onnx(model, workdir, op_types):
     types = (torch.arange(16) >= 8).long().expand(1, 4, 16).contiguous()
     dyn = {n: {0: "batch", 1: "choices", 2: "sequence"} for n in INPUT_NAMES}
     dyn["logits"] = {0: "batch", 1: "choices"}
+    dyn["pooled"] = {0: "batch", 1: "choices"}
     t0 = time.perf_counter()
     with torch.no_grad():
         # The wrapper must be in eval mode: the exporter restores the wrapper's training flag
         # afterwards, recursively, which would leave `model` in training mode (dropout on).
-        torch.onnx.export(LogitsOnly(model).eval(), (ids, mask, types), paths["f32"], input_names=INPUT_NAMES,
-                          output_names=["logits"], dynamic_axes=dyn, opset_version=17, dynamo=False,
+        torch.onnx.export(LogitsPooled(model).eval(), (ids, mask, types), paths["f32"], input_names=INPUT_NAMES,
+                          output_names=["logits", "pooled"], dynamic_axes=dyn, opset_version=17, dynamo=False,
                           do_constant_folding=True)
     assert not model.training
     t1 = time.perf_counter()
-    opt = optimizer.optimize_model(paths["f32"], model_type="bert", num_heads=NUM_HEADS, hidden_size=HIDDEN)
+    cfg = model.config
+    opt = optimizer.optimize_model(paths["f32"], model_type="bert", num_heads=cfg.num_attention_heads,
+                                   hidden_size=cfg.hidden_size)
     fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
     opt.save_model_to_file(paths["f32-opt"])
     t2 = time.perf_counter()
@@ -215,9 +295,13 @@ def build_onnx(model, workdir, op_types):
         # Only the encoder's linears (race-eval's 36, as 6 fused qkv Attention + 18 MatMul): the
         # quantiser turns the pooler's and classifier's Gemms into MatMuls and would take them too.
         nodes = [n.name for n in opt.model.graph.node if n.op_type in op_types
-                 and (n.op_type == "Attention" or "/encoder/" in n.name)]
-        if op_types == ["MatMul", "Attention"]:
-            assert len(nodes) == 6 + 18, nodes
+                 and (n.op_type == "Attention" or "/encoder/" in n.name)
+                 # ALBERT: the embedding projection stays f32 (as in race-eval), and where the
+                 # optimiser left a layer's attention unfused, its score products too.
+                 and "embedding_hidden_mapping_in" not in n.name
+                 and not n.name.endswith(("/attention/MatMul", "/attention/MatMul_1"))]
+        if op_types == ["MatMul", "Attention"] and cfg.model_type == "bert":
+            assert len(nodes) == 4 * cfg.num_hidden_layers, nodes
     quantize_dynamic(paths["f32-opt"], paths["int8"], op_types_to_quantize=op_types, nodes_to_quantize=nodes,
                      per_channel=True,
                      reduce_range=False, weight_type=QuantType.QInt8,
@@ -257,12 +341,19 @@ def padded(ids, types, pad_id=0):
 
 def ort_logits(sess, ids, types):
     """Unpadded: each option on its own as (1, 1, L_j)."""
-    out = []
+    return ort_pooled(sess, ids, types)[0]
+
+
+def ort_pooled(sess, ids, types):
+    """(logits (4,), pooled (4, hidden)), each option unpadded on its own as (1, 1, L_j)."""
+    logits, pooled = [], []
     for i, t in zip(ids, types):
         a = np.array([[i]], dtype=np.int64)
         feed = {"input_ids": a, "attention_mask": np.ones_like(a), "token_type_ids": np.array([[t]], dtype=np.int64)}
-        out.append(sess.run(["logits"], feed)[0][0, 0])
-    return torch.tensor(np.array(out, dtype=np.float32))
+        lo, po = sess.run(["logits", "pooled"], feed)
+        logits.append(lo[0, 0])
+        pooled.append(po[0, 0])
+    return torch.tensor(np.array(logits, dtype=np.float32)), torch.tensor(np.array(pooled, dtype=np.float32))
 
 
 def ort_logits_padded(sess, ids, types):
@@ -328,9 +419,26 @@ def accuracy(args):
     print(f"{len(qs)} questions of {args.data}, max_seq_len {SETTING['max_seq_len']}, "
           f"max_qa_len {SETTING['max_qa_len']}", file=sys.stderr)
 
-    models = {"f32": eager, "torch_int8": torch_int8(eager)}
+    models = {"f32": eager}
+    if not args.no_torch_int8:
+        models["torch_int8"] = torch_int8(eager)
     if not args.no_emul:
         models["emul_int8"] = emul_int8(eager)
+    extra = [v for v in args.emul.split(",") if v]
+    if extra:
+        crows = race_inputs.read_jsonl(args.calib_data, limit=args.calibrate)
+        (cqs,), _ = race_inputs.build_inputs(tok, crows, [SETTING])
+        t = time.perf_counter()
+        maxima = calibrate(eager, cqs)
+        print(f"calibrated on {len(cqs)} questions of {args.calib_data} in {time.perf_counter() - t:.0f} s",
+              file=sys.stderr)
+        for i, mx in enumerate(maxima):
+            top = torch.topk(mx, 4)
+            print(f"  linear {i:2d}: median channel max {mx.median():.2f}, top {[round(float(v), 1) for v in top.values]}"
+                  f" at {top.indices.tolist()}", file=sys.stderr)
+        for how in extra:
+            models[f"emul_{how}"] = emul_int8(eager, maxima, how, alpha=args.alpha, ratio=args.outlier_ratio,
+                                              max_outliers=args.max_outliers)
     sess, notes = None, {}
     if ort is None:
         print("onnxruntime is not importable: ort_int8 skipped", file=sys.stderr)
@@ -354,19 +462,34 @@ def accuracy(args):
         sess = ort_session(paths["int8"], 1)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    variants = list(dict.fromkeys(["f32", "torch_int8", "ort_int8", *models]))
     rows, ref_worst, started = [], 0.0, time.perf_counter()
     with open(args.output, "w", encoding="utf-8") as f:
         for n, q in enumerate(qs):
             ids, types = q["input_ids"], q["token_type_ids"]
             out = {"id": q["id"], "question_index": q["question_index"], "label": q["label"],
                    "lengths": [len(i) for i in ids]}
+            pooled = {}
             for name, m in models.items():
-                out[name] = [float(x) for x in mf.run_logits(m, ids, types)]
-            out["ort_int8"] = [float(x) for x in ort_logits(sess, ids, types)] if sess is not None else None
+                if name == "torch_int8":  # its pooler and classifier are quantised too
+                    out[name] = [float(x) for x in mf.run_logits(m, ids, types)]
+                    continue
+                lo, pooled[name] = run_pooled(m, ids, types)
+                out[name] = [float(x) for x in lo]
+            if sess is not None:
+                lo, pooled["ort_int8"] = ort_pooled(sess, ids, types)
+                out["ort_int8"] = [float(x) for x in lo]
+            else:
+                out["ort_int8"] = None
+            out["pooled_rel_err"], out["pooled_cos"] = {}, {}
+            for name, p in pooled.items():
+                if name != "f32":
+                    out["pooled_rel_err"][name], out["pooled_cos"][name] = pooled_error(p, pooled["f32"])
             if n < len(ref_qs):
                 ref_worst = max(ref_worst, check_reference(q, ref_qs[n], torch.tensor(out["f32"])))
             rows.append(out)
-            f.write(json.dumps({k: out.get(k) for k in ["id", "question_index", "label", "lengths", *VARIANTS]
+            f.write(json.dumps({k: out.get(k) for k in ["id", "question_index", "label", "lengths", *variants,
+                                                         "pooled_rel_err", "pooled_cos"]
                                 if k in out}, separators=(",", ":")) + "\n")
             if (n + 1) % args.progress == 0:
                 print(f"  {n + 1}/{len(qs)} questions, {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -378,10 +501,17 @@ def accuracy(args):
                "ort_op_types": args.ort_op_types, **notes, "variants": {}}
     print(f"\n{len(rows)} questions in {elapsed:.0f} s (1 thread); f32 matches the committed reference "
           f"(first {summary['reference_questions_checked']}) within {ref_worst:.1e}")
-    for name in VARIANTS:
+    for name in variants:
         s = stats(rows, name)
         if s is None:
             continue
+        rel = [e for r in rows for e in r["pooled_rel_err"].get(name, [])]
+        cos = [c for r in rows for c in r["pooled_cos"].get(name, [])]
+        if rel:
+            s["pooled_rel_err_mean"] = sum(rel) / len(rel)
+            s["pooled_rel_err_max"] = max(rel)
+            s["pooled_cos_mean"] = sum(cos) / len(cos)
+            s["pooled_cos_min"] = min(cos)
         summary["variants"][name] = s
         line = (f"{name:11s} accuracy {s['correct']}/{s['questions']} = {100 * s['accuracy']:.2f}% "
                 f"(95% Wilson {100 * s['wilson95'][0]:.1f}-{100 * s['wilson95'][1]:.1f}%), "
@@ -391,6 +521,10 @@ def accuracy(args):
                      f"({s['disagreements']} differ); |logit - f32| mean {s['mean_abs_drift']:.4f} "
                      f"max {s['max_abs_drift']:.4f} (centred per question: mean "
                      f"{s['mean_abs_drift_centred']:.4f} max {s['max_abs_drift_centred']:.4f})")
+            if "pooled_rel_err_mean" in s:
+                line += (f"; pooled [CLS] vs f32: relative error mean {s['pooled_rel_err_mean']:.5f} "
+                         f"max {s['pooled_rel_err_max']:.5f}, cosine mean {s['pooled_cos_mean']:.6f} "
+                         f"min {s['pooled_cos_min']:.6f}")
         print(line)
     print(json.dumps(summary))
 
@@ -412,9 +546,17 @@ def best_of(fn, repeats):
 def timing(args):
     torch.set_num_threads(args.threads)
     B, C, L = (int(x) for x in args.shape.split(","))
-    (eager, sdpa), _ = load_models(args.model)
+    if args.arch == "albert-base":
+        # race-eval bench's albert-base-v2 shape with random weights (scripts/bench_hf.py).
+        from bench_hf import model_for
+        eager = model_for("base", "eager", torch.float32)
+        sdpa = model_for("base", "sdpa", torch.float32)
+        assert args.race == 0, "--race needs the MiniLM"
+    else:
+        (eager, sdpa), _ = load_models(args.model)
     f32 = sdpa if args.attn == "sdpa" else eager
     runners = {"torch_f32": f32, "torch_int8": torch_int8(f32)}
+    runners = {k: v for k, v in runners.items() if k in args.time_variants.split(",")}
     sessions = {}
     if ort is None:
         print("onnxruntime is not importable: ORT skipped", file=sys.stderr)
@@ -422,8 +564,8 @@ def timing(args):
         op_types = None if args.ort_op_types == "all" else args.ort_op_types.split(",")
         paths, notes = build_onnx(eager, args.workdir, op_types)
         print(f"ONNX: fused {notes['fused']} int8 ops {notes['int8_ops']}", file=sys.stderr)
-        sessions = {"ort_f32_opt": ort_session(paths["f32-opt"], args.threads),
-                    "ort_int8": ort_session(paths["int8"], args.threads)}
+        sessions = {k: ort_session(paths[f], args.threads) for k, f in (("ort_f32_opt", "f32-opt"), ("ort_int8", "int8"))
+                    if k in args.time_variants.split(",")}
 
     ids = np.array(lcg_ids(B * C * L, eager.config.vocab_size), dtype=np.int64).reshape(B, C, L)
     types = np.broadcast_to((np.arange(L) >= L // 2).astype(np.int64), (B, C, L)).copy()
@@ -500,12 +642,27 @@ def main():
     ap.add_argument("--limit", type=int, help="accuracy mode: the first N questions only")
     ap.add_argument("--check", type=int, default=20, help="questions on which ORT f32 is checked [default: 20]")
     ap.add_argument("--no-emul", action="store_true", help="skip emul_int8")
+    ap.add_argument("--no-torch-int8", action="store_true", help="skip torch_int8")
+    ap.add_argument("--emul", default="", help="extra emulated variants, comma-separated: smooth (SmoothQuant "
+                    "factors), outlier (outlier input channels in f32), both calibrated on --calibrate questions")
+    ap.add_argument("--calib-data", default=os.path.join(os.path.dirname(mr.SHARED_RACE_M), "dev.jsonl"),
+                    help="calibration questions for --emul [default: %(default)s]")
+    ap.add_argument("--calibrate", type=int, default=256, help="calibration questions [default: 256]")
+    ap.add_argument("--alpha", type=float, default=0.5, help="SmoothQuant migration strength [default: 0.5]")
+    ap.add_argument("--outlier-ratio", type=float, default=8.0,
+                    help="outlier: channel max above this x the median channel max [default: 8]")
+    ap.add_argument("--max-outliers", type=int, default=8, help="outlier: at most N channels per linear [default: 8]")
     ap.add_argument("--progress", type=int, default=100, help="progress line every N questions")
     ap.add_argument("--time", action="store_true", help="timing mode instead of accuracy")
     ap.add_argument("--shape", default="1,4,269", help="timing: fixed B,C,L [default: %(default)s]")
     ap.add_argument("--threads", type=int, default=1, help="timing: torch and ORT intra-op threads [default: 1]")
     ap.add_argument("--repeats", type=int, default=10, help="timing: best of N [default: 10]")
     ap.add_argument("--race", type=int, default=0, help="timing: also end to end over the first N questions")
+    ap.add_argument("--arch", choices=["minilm", "albert-base"], default="minilm",
+                    help="timing: the real MiniLM, or albert-base-v2's shape with random weights (as race-eval "
+                    "bench --model albert-base-v2) [default: %(default)s]")
+    ap.add_argument("--time-variants", default="torch_f32,torch_int8,ort_f32_opt,ort_int8",
+                    help="timing: which to time [default: %(default)s]")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                     help="timing: transformers attention of torch_f32 / torch_int8 [default: sdpa]")
     args = ap.parse_args()

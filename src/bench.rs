@@ -60,6 +60,8 @@ impl BenchModel {
             model.quantize_int8()?.ok_or_else(|| {
                 anyhow::anyhow!("this CPU has no int8 kernel (AVX2 or AVX-512 VNNI)")
             })?;
+            // No calibration data here: unsmoothed int8 (the same kernels), f32 copies dropped.
+            model.calibrate_int8(|_| Ok(()))?;
         }
         if precision == Precision::Bf16 && device.is_cpu() {
             model.pack_bf16()?.ok_or_else(|| {

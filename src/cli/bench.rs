@@ -228,7 +228,7 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
     let (model, config, tokenizer) = match presets::preset(&args.model) {
         None => {
             let opened = open::open_model(&args.model, args.revision.as_deref(), &hub)?;
-            let (loaded, warning) = LoadedModel::for_inference(
+            let (mut loaded, warning) = LoadedModel::for_inference(
                 &opened.dir,
                 opened.config.clone(),
                 opened.weight_files.clone(),
@@ -240,6 +240,9 @@ fn run_data(args: &BenchArgs, device: &Device) -> Result<()> {
                 // A benchmark never reports one precision under another's name.
                 bail!("--dtype {}: {w}", args.runtime.dtype.name());
             }
+            // int8: no calibration in a benchmark (the same kernels run either way); this
+            // drops the f32 copies as eval's calibration does.
+            loaded.model.calibrate_int8(|_| Ok(()))?;
             (loaded.model, loaded.config, opened.tokenizer)
         }
         Some(cfg) => {

@@ -151,6 +151,29 @@ impl<'a> Streamed<'a> {
     }
 }
 
+/// Questions `--dtype int8` calibrates its smoothing factors on: the first of the data set
+/// (before sharding, so every shard quantises alike; inputs only, labels unused). The maxima
+/// it needs settle early: on real MiniLM, 8 and 128 calibration questions gave the same
+/// fidelity (pooled [CLS] relative error 0.027 either way).
+pub const INT8_CALIBRATION_QUESTIONS: usize = 32;
+
+/// Calibrates an int8 model's smoothing factors (SmoothQuant) by running it over `questions`;
+/// see `MultipleChoiceModel::calibrate_int8`.
+pub fn calibrate_int8(
+    model: &mut MultipleChoiceModel,
+    encoder: &TextEncoder,
+    questions: &[Question],
+    format: &FormatConfig,
+    batch_size: usize,
+    pad_id: u32,
+    device: &Device,
+) -> Result<()> {
+    model.calibrate_int8(|m| {
+        let input = Streamed::new(encoder, questions, format, batch_size);
+        logits_streaming(m, input, batch_size, pad_id, device, None).map(|_| ())
+    })
+}
+
 /// Logits for every question, in input order, tokenising as it goes.
 ///
 /// Read-ahead: a second thread tokenises the questions in windows (cut at passage boundaries,

@@ -112,6 +112,16 @@ pub fn evaluate_opened(
             e
         }
     })?;
+    // int8 calibrates on the first questions of the whole data set, so shards quantise alike.
+    let calibration: Vec<_> = match req.precision {
+        Precision::Int8 => dataset
+            .questions
+            .iter()
+            .take(super::INT8_CALIBRATION_QUESTIONS)
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     if let Some(shard) = req.shard {
         dataset.questions = shard.select(dataset.questions)?;
     }
@@ -135,7 +145,7 @@ pub fn evaluate_opened(
         Some(h) => heads::head_tensors(h, &model.dir, &config, model.weights_hash()?)?,
         None => Default::default(),
     };
-    let (loaded, warning) = LoadedModel::for_inference(
+    let (mut loaded, warning) = LoadedModel::for_inference(
         &model.dir,
         config.clone(),
         model.weight_files.clone(),
@@ -143,7 +153,20 @@ pub fn evaluate_opened(
         &device,
         overrides,
     )?;
+    // int8 ran (no warning that it fell back to f32): calibrate its smoothing on the data.
+    let quantised = req.precision == Precision::Int8 && warning.is_none();
     warnings.extend(warning);
+    if quantised {
+        super::calibrate_int8(
+            &mut loaded.model,
+            &encoder,
+            &calibration,
+            &format,
+            req.batch_size,
+            config.pad_token_id,
+            &device,
+        )?;
+    }
     if let Some(w) = loaded.report.warning().filter(|_| head.is_none()) {
         warnings.push(w);
     }

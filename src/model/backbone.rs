@@ -39,6 +39,16 @@ impl Backbone {
         self.encoder.quantize(kernel)
     }
 
+    /// Starts int8 calibration (see [`Encoder::start_calibration`]).
+    pub fn start_calibration(&self) {
+        self.encoder.start_calibration()
+    }
+
+    /// Ends int8 calibration: the linears are requantised with smoothing factors.
+    pub fn finish_calibration(&mut self) -> Result<()> {
+        self.encoder.finish_calibration()
+    }
+
     /// Turns a (batch, len) 0/1 attention mask into the additive (batch, 1, 1, len) mask the
     /// reference builds: `(1 - mask) * finfo(dtype).min`.
     pub fn additive_mask(&self, attention_mask: &Tensor) -> Result<Tensor> {

@@ -31,6 +31,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::attention512;
 use super::bf16::{self, Bf16Linear, Bf16Rows};
 use super::kernels;
 use super::quant::{self, QuantLinear};
@@ -44,6 +45,20 @@ pub struct QuantLayer {
     pub dense: QuantLinear,
     pub ffn: QuantLinear,
     pub ffn_output: QuantLinear,
+}
+
+impl QuantLayer {
+    /// The six linears (calibration).
+    pub fn linears(&self) -> [&QuantLinear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.dense,
+            &self.ffn,
+            &self.ffn_output,
+        ]
+    }
 }
 
 /// A layer's linear weights in bf16 (`--dtype bf16`), with the kernel that runs them.
@@ -576,12 +591,12 @@ fn check_attention_bounds(io: &AttentionIo, ctx: &[f32], mask: &[f32], d: &Dims)
     }
 }
 
-/// Attention in the layer's precision: both products in bf16 when its linears are bf16 (`kernel`),
-/// else in f32.
-fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, kernel: Option<bf16::Kernel>) {
-    match kernel {
-        Some(kernel) => attention_bf16(io, ctx, mask, d, kernel),
-        None => attention(io, ctx, mask, d),
+/// Attention in the layer's precision (`w`: one of its linears' weights): both products in
+/// bf16 when its linears are bf16, else in f32 (with the AVX-512 kernels for int8 layers).
+fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, w: &Weight) {
+    match w.bf16 {
+        Some((_, kernel)) => attention_bf16(io, ctx, mask, d, kernel),
+        None => attention(io, ctx, mask, d, w.int8.is_some()),
     }
 }
 
@@ -635,8 +650,10 @@ fn attention_bf16(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, ker
     });
 }
 
-/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`.
-fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
+/// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`. `int8`: the
+/// layer runs in int8, whose attention takes the AVX-512 kernels of [`attention512`] where
+/// the CPU has them.
+fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bool) {
     let dh = d.head_dim;
     let scale = 1.0 / (dh as f32).sqrt();
     check_attention_bounds(io, ctx, mask, d);
@@ -650,8 +667,46 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims) {
             })
         })
         .collect();
-    let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
     let out = SharedMut(ctx.as_mut_ptr());
+    if int8 && attention512::available(dh) {
+        // One task per (sequence, head): K and V are packed once for all its queries.
+        let heads: Vec<(usize, usize)> = tasks
+            .iter()
+            .filter(|t| t.2 == 0)
+            .map(|t| (t.0, t.1))
+            .collect();
+        heads.into_par_iter().for_each_init(
+            attention512::Scratch::default,
+            |scratch, (b, head)| {
+                let s = io.seqs[b];
+                let (nq, nk, t0) = (s.queries, s.keys, 0);
+                let q = (s.q0 + t0) * io.q_row + head * dh;
+                let k = s.k0 * io.kv_row + io.k_off + head * dh;
+                let v = s.k0 * io.kv_row + io.v_off + head * dh;
+                let c = (s.c0 + t0) * io.ctx_row + head * dh;
+                // SAFETY: as for the gemm calls below; `available` was checked.
+                unsafe {
+                    attention512::head(
+                        io.q.as_ptr().add(q),
+                        io.q_row,
+                        io.kv.as_ptr().add(k),
+                        io.kv.as_ptr().add(v),
+                        io.kv_row,
+                        out.at(c),
+                        io.ctx_row,
+                        nq,
+                        nk,
+                        dh,
+                        &mask[s.mask0..][..nk],
+                        scale,
+                        scratch,
+                    );
+                }
+            },
+        );
+        return;
+    }
+    let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
     tasks.into_par_iter().for_each_init(
         || vec![0f32; QUERY_BLOCK * max_keys],
         |scores, (b, head, t0)| {
@@ -754,7 +809,7 @@ fn layer_full(
             })
             .collect(),
     };
-    attend(&io, &mut bufs.ctx, mask, d, w.q.0.bf16.map(|b| b.1));
+    attend(&io, &mut bufs.ctx, mask, d, &w.q.0);
     // att = LayerNorm(x + ctx Wdᵀ + bd)
     fill_rows(&mut bufs.att, xv, w.dense.1, Some((x, xv)));
     linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
@@ -837,7 +892,7 @@ fn layer_cls(
             .collect(),
     };
     let mut ctx = vec![0f32; b * h];
-    attend(&io, &mut ctx, mask, d, w.q.0.bf16.map(|b| b.1));
+    attend(&io, &mut ctx, mask, d, &w.q.0);
     let mut att = vec![0f32; b * h];
     fill_rows(&mut att, bv, w.dense.1, Some((&cls, bv)));
     linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);

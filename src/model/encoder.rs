@@ -100,15 +100,14 @@ impl Layer {
         ]
     }
 
-    /// Quantises the six linears per output channel for `kernel`; their f32 weights are
-    /// dropped (the int8 copy is the only one kept).
+    /// Quantises the six linears per output channel for `kernel`. Their f32 weights stay
+    /// until [`Self::smooth`] has requantised from them (calibration), which drops them.
     fn quantize(&mut self, kernel: Kernel) -> Result<()> {
         let mut q = Vec::with_capacity(6);
         for (l, _) in self.linears_mut() {
             let (n, k) = l.weight().dims2()?;
             let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
             q.push(QuantLinear::new(&w, n, k));
-            l.release_weight()?;
         }
         let [query, key, value, dense, ffn, ffn_output] =
             <[QuantLinear; 6]>::try_from(q).map_err(|_| candle_core::Error::msg("six linears"))?;
@@ -166,6 +165,51 @@ impl Layer {
             ffn,
             ffn_output,
         });
+        Ok(())
+    }
+
+    /// Every int8 linear records its input's per channel maxima from now on.
+    fn observe(&self) {
+        if let Some(q) = &self.quant {
+            q.linears().iter().for_each(|l| l.observe());
+        }
+    }
+
+    /// Requantises the int8 linears with SmoothQuant factors from the maxima recorded since
+    /// [`Self::observe`] (a linear that saw no input keeps its quantisation), then drops their
+    /// f32 weights: the int8 copy is the only one kept.
+    fn smooth(&mut self) -> Result<()> {
+        fn q(l: &Linear, old: &QuantLinear) -> Result<Option<QuantLinear>> {
+            let Some(x_max) = old.observed() else {
+                return Ok(None);
+            };
+            if x_max.iter().all(|&v| v == 0.0) {
+                return Ok(None);
+            }
+            let (n, k) = l.weight().dims2()?;
+            let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
+            Ok(Some(QuantLinear::smoothed(&w, n, k, Some(&x_max))))
+        }
+        let Some(quant) = self.quant.as_mut() else {
+            return Ok(());
+        };
+        let a = &self.attention;
+        let pairs = [
+            (&a.query, &mut quant.query),
+            (&a.key, &mut quant.key),
+            (&a.value, &mut quant.value),
+            (&a.dense, &mut quant.dense),
+            (&self.ffn, &mut quant.ffn),
+            (&self.ffn_output, &mut quant.ffn_output),
+        ];
+        for (l, slot) in pairs {
+            if let Some(new) = q(l, slot)? {
+                *slot = new;
+            }
+        }
+        for (l, _) in self.linears_mut() {
+            l.release_weight()?;
+        }
         Ok(())
     }
 
@@ -279,6 +323,18 @@ impl Encoder {
             layer.pack_bf16(kernel, deferred)?;
         }
         Ok(())
+    }
+
+    /// Starts int8 calibration: the quantised linears record their inputs' per channel maxima
+    /// until [`Self::finish_calibration`].
+    pub fn start_calibration(&self) {
+        self.groups.iter().flatten().for_each(Layer::observe);
+    }
+
+    /// Requantises the int8 linears with SmoothQuant factors from the maxima recorded since
+    /// [`Self::start_calibration`] (see [`super::quant`]).
+    pub fn finish_calibration(&mut self) -> Result<()> {
+        self.groups.iter_mut().flatten().try_for_each(Layer::smooth)
     }
 
     /// `embedded`: (batch, len, embedding_size); `mask`: additive attention mask (batch, 1, 1,

@@ -11,6 +11,7 @@
 // training). The layers and kernels stay inside.
 mod activation;
 mod attention;
+mod attention512;
 mod backbone;
 mod bf16;
 pub mod config;
@@ -253,6 +254,19 @@ impl MultipleChoiceModel {
         };
         self.backbone.pack_bf16(kernel, &HashMap::new())?;
         Ok(Some(kernel))
+    }
+}
+
+impl MultipleChoiceModel {
+    /// Calibrates int8 smoothing (SmoothQuant, see `quant.rs`): `run` runs the quantised model
+    /// over calibration inputs while every int8 linear records its input's per channel maxima;
+    /// the linears are then requantised with the smoothing factors. A model that is not int8
+    /// only runs `run`.
+    pub fn calibrate_int8(&mut self, run: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        self.backbone.start_calibration();
+        run(self)?;
+        self.backbone.finish_calibration()?;
+        Ok(())
     }
 }
 
