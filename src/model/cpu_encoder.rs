@@ -787,8 +787,24 @@ fn layer_full(
     let (h, n, par) = (d.hidden, rows.total(), threads());
     let xv = View::dense(n, h);
     // Q | K | V side by side: qkv[r] = [x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv].
-    for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
-        project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot, h, par);
+    if let (Some((_, kernel)), true) = (w.q.0.bf16, w.k.0.bf16.is_some() && w.v.0.bf16.is_some()) {
+        // bf16: the input rows rounded once for the three GEMMs.
+        let bx = Bf16Rows::new(x, n, h, h);
+        let ov = View {
+            rows: n,
+            cols: h,
+            stride: 3 * h,
+        };
+        for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
+            let bw = wt.bf16.expect("checked above").0;
+            let out = &mut bufs.qkv[slot * h..];
+            fill_rows(out, ov, bias, None);
+            bf16::gemm_accumulate(&bx, bw, &mut out[..ov.extent()], ov.stride, kernel);
+        }
+    } else {
+        for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
+            project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot, h, par);
+        }
     }
     let io = AttentionIo {
         q: &bufs.qkv,
