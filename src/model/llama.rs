@@ -343,8 +343,7 @@ impl LlamaConfig {
             bail!("config.json: attention_bias is not supported for llama");
         }
         let n_kv_head = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
-        if c.num_attention_heads == 0 || n_kv_head == 0 || c.num_attention_heads % n_kv_head != 0
-        {
+        if c.num_attention_heads == 0 || n_kv_head == 0 || c.num_attention_heads % n_kv_head != 0 {
             bail!(
                 "config.json: {} heads and {n_kv_head} key/value heads",
                 c.num_attention_heads
@@ -659,12 +658,17 @@ impl Llama {
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         let blocks = match &self.embed {
             Embedding::Dense(t) => {
-                if let Some(&id) = flat.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+                if let Some(&id) = flat
+                    .iter()
+                    .find(|&&id| id as usize >= self.config.vocab_size)
+                {
                     bail!("token id {id} is outside the vocabulary");
                 }
-                return Ok(t
-                    .embedding(&ids.flatten_all()?)?
-                    .reshape((b, l, self.config.hidden))?);
+                return Ok(t.embedding(&ids.flatten_all()?)?.reshape((
+                    b,
+                    l,
+                    self.config.hidden,
+                ))?);
             }
             Embedding::Blocks(blocks) => blocks,
         };
