@@ -75,10 +75,53 @@ enum Linear {
 /// Prompt tokens run at a time by [`Llama::prompt`].
 const PROMPT_CHUNK: usize = 256;
 
-/// Rows per block of the token embedding and output layer.
-const HEAD_ROWS: usize = 4096;
+/// Rows per block of the token embedding and output layer (a dequantised block of SmolLM2's,
+/// 1024 × 576 floats, is 2.4 MB).
+const HEAD_ROWS: usize = 1024;
+
+/// GGUF tensor `name` (`shape`: rows × columns) read from `file` in blocks of [`HEAD_ROWS`]
+/// rows, each its own quantised tensor: only one block's bytes are read at a time.
+fn read_row_blocks(
+    content: &gguf_file::Content,
+    file: &mut std::fs::File,
+    name: &str,
+    shape: [usize; 2],
+    device: &Device,
+) -> Result<Vec<Arc<QTensor>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let info = content
+        .tensor_infos
+        .get(name)
+        .context("no such tensor in the file")?;
+    if info.shape.dims() != shape {
+        bail!("shape {:?}, expected {shape:?}", info.shape.dims());
+    }
+    let [n, cols] = shape;
+    let dt = info.ggml_dtype;
+    if cols % dt.block_size() != 0 {
+        bail!("a row of {cols} values is not a whole number of {dt:?} blocks");
+    }
+    let row_bytes = cols / dt.block_size() * dt.type_size();
+    let start = content.tensor_data_offset + info.offset;
+    (0..n)
+        .step_by(HEAD_ROWS)
+        .map(|r0| {
+            let r1 = (r0 + HEAD_ROWS).min(n);
+            let mut bytes = vec![0u8; (r1 - r0) * row_bytes];
+            file.seek(SeekFrom::Start(start + (r0 * row_bytes) as u64))?;
+            file.read_exact(&mut bytes)?;
+            let storage = candle_core::quantized::QStorage::from_data(
+                std::borrow::Cow::Owned(bytes),
+                device,
+                dt,
+            )?;
+            Ok(Arc::new(QTensor::new(storage, (r1 - r0, cols))?))
+        })
+        .collect()
+}
 
 /// `q`'s rows in blocks of `rows` rows, each its own quantised tensor (the bytes copied).
+#[cfg(test)]
 fn split_rows(q: &QTensor, rows: usize, device: &Device) -> Result<Vec<Arc<QTensor>>> {
     let (n, cols) = q.shape().dims2()?;
     let dt = q.dtype();
@@ -448,10 +491,13 @@ impl Llama {
     pub fn from_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Self> {
         let mut file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
+        let mut content = gguf_file::Content::read(&mut file)
             .with_context(|| format!("{}: not a GGUF file", path.display()))?;
         let config =
             LlamaConfig::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
+        // The metadata (the tokenizer's vocabulary and merges: tens of MB as GGUF values) is
+        // not needed to read the tensors.
+        content.metadata = Default::default();
         let mut read = |name: &str| -> Result<QTensor> {
             content
                 .tensor(&mut file, name, device)
@@ -510,41 +556,18 @@ impl Llama {
                 down: w("ffn_down", h, config.ffn)?,
             });
         }
-        let embed = content
-            .tensor(&mut file, "token_embd.weight", device)
-            .with_context(|| format!("{}: tensor `token_embd.weight`", path.display()))?;
-        if embed.shape().dims() != [config.vocab_size, h] {
-            bail!(
-                "{}: `token_embd.weight` has shape {:?}, expected [{}, {h}]",
-                path.display(),
-                embed.shape().dims(),
-                config.vocab_size
-            );
-        }
-        let embed = Arc::new(embed);
-        let head_q = if content.tensor_infos.contains_key("output.weight") {
-            let q = content.tensor(&mut file, "output.weight", device)?;
-            if q.shape().dims() != [config.vocab_size, h] {
-                bail!(
-                    "{}: `output.weight` has shape {:?}, expected [{}, {h}]",
-                    path.display(),
-                    q.shape().dims(),
-                    config.vocab_size
-                );
-            }
-            Arc::new(q)
-        } else {
-            embed.clone()
+        // The embedding is read from the file in blocks of rows (the output layer too when
+        // untied), so that no copy of the whole table is ever held beside the blocks.
+        let mut blocks = |name: &str| -> Result<Vec<Arc<QTensor>>> {
+            read_row_blocks(&content, &mut file, name, [config.vocab_size, h], device)
+                .with_context(|| format!("{}: tensor `{name}`", path.display()))
         };
-        // The embedding is kept in blocks of rows (the output layer too when tied), so that
-        // no copy of the whole table is held beside them.
-        let embed_blocks = split_rows(&embed, HEAD_ROWS, device)?;
-        let head_blocks = if Arc::ptr_eq(&head_q, &embed) {
+        let embed_blocks = blocks("token_embd.weight")?;
+        let head_blocks = if content.tensor_infos.contains_key("output.weight") {
+            blocks("output.weight")?
+        } else {
             embed_blocks.clone()
-        } else {
-            split_rows(&head_q, HEAD_ROWS, device)?
         };
-        drop((head_q, embed));
         let head = Linear::Rows(
             head_blocks
                 .into_iter()
