@@ -19,6 +19,12 @@
    len(choice) (acc_norm), and the per-option log-likelihoods (max and mean |delta|), and prints
    the wall time of every run (each timed around its whole process: start, model load, scoring).
 
+Needs: lm_eval (0.4.13 here), torch, transformers (4.57.1), datasets. transformers 4.57.1 needs
+huggingface-hub < 1.0 while datasets 5.x pulls hub 2.x: if the venv has both, put compatible
+versions first on the path without touching the venv, e.g.
+    pip install --target /tmp/hp-pylib --no-deps "huggingface-hub>=0.34,<1.0" "datasets>=2.16,<4.2"
+    PYTHONPATH=/tmp/hp-pylib python scripts/harness_parity.py ...
+
 Usage: /work/venv/bin/python scripts/harness_parity.py [--limit N] [--work DIR]
        [--modes dequantized,dequantize-on-use] [--skip-harness] [--race-eval target/release/race-eval]
 Writes DIR/summary.json (figures only, no RACE text) and prints it. Nothing is written in the repo.

@@ -212,10 +212,6 @@ pub struct LlamaConfig {
 /// `config.json` keys read for a transformers Llama or Qwen2 checkpoint.
 #[derive(Debug, serde::Deserialize)]
 struct HfConfig {
-    #[serde(default)]
-    model_type: Option<String>,
-    #[serde(default)]
-    architectures: Vec<String>,
     hidden_size: usize,
     num_hidden_layers: usize,
     num_attention_heads: usize,
@@ -386,7 +382,10 @@ impl LlamaConfig {
             bail!("config.json: attention_bias is not supported for llama");
         }
         let n_kv_head = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
-        if c.num_attention_heads == 0 || n_kv_head == 0 || c.num_attention_heads % n_kv_head != 0 {
+        if c.num_attention_heads == 0
+            || n_kv_head == 0
+            || !c.num_attention_heads.is_multiple_of(n_kv_head)
+        {
             bail!(
                 "config.json: {} heads and {n_kv_head} key/value heads",
                 c.num_attention_heads
@@ -394,7 +393,7 @@ impl LlamaConfig {
         }
         let head_dim = match c.head_dim {
             Some(d) => d,
-            None if c.hidden_size % c.num_attention_heads == 0 => {
+            None if c.hidden_size.is_multiple_of(c.num_attention_heads) => {
                 c.hidden_size / c.num_attention_heads
             }
             None => bail!(
@@ -403,11 +402,9 @@ impl LlamaConfig {
                 c.hidden_size
             ),
         };
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             bail!("config.json: an odd head size ({head_dim}) cannot be rotated");
         }
-        let _ = &c.model_type;
-        let _ = &c.architectures;
         Ok(Self {
             architecture: family.to_string(),
             n_layer: c.num_hidden_layers,
