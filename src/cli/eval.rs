@@ -35,10 +35,10 @@ impl EvalArgs {
 }
 
 impl EvalArgs {
-    /// The library's description of a decoder-LM evaluation (`--model FILE.gguf`).
+    /// The library's description of a decoder-LM evaluation (`--model FILE.gguf` or a Llama/Qwen2 folder).
     pub fn lm_request(&self) -> Result<LmRequest> {
         if self.head.is_some() || self.revision.is_some() {
-            bail!("--head and --revision apply to encoder models, not to a GGUF decoder LM");
+            bail!("--head and --revision apply to encoder models, not to a decoder LM");
         }
         if self.record.shard.is_some() {
             bail!("--shard splits questions, but a decoder LM's prompt holds every earlier question of the article: run it unsharded");
@@ -111,11 +111,11 @@ fn run_lm(args: &EvalArgs) -> Result<()> {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    if crate::open::is_gguf(&args.model) {
+    if crate::open::is_decoder_lm(&args.model) {
         return run_lm(args);
     }
     if args.lm.protocol.is_some() || args.lm.limit.is_some() || args.lm.weights.is_some() {
-        bail!("--protocol, --limit and --weights apply to decoder LMs (--model FILE.gguf)");
+        bail!("--protocol, --limit and --weights apply to decoder LMs (--model FILE.gguf, or a Llama/Qwen2 folder)");
     }
     let mut req = args.request();
     // Refused before any work when it is plainly the data file; after loading, against every

@@ -128,15 +128,15 @@ pub struct EvalArgs {
     /// Run record options (--output-dir, --shard)
     #[command(flatten)]
     pub record: record::RecordArgs,
-    /// Decoder LM options (--model FILE.gguf)
+    /// Decoder LM options (--model FILE.gguf, or a Llama/Qwen2 transformers folder)
     #[command(flatten)]
     pub lm: LmArgs,
 }
 
-/// Options of a zero-shot decoder LM (`--model FILE.gguf`).
+/// Options of a zero-shot decoder LM (`--model FILE.gguf` or a Llama/Qwen2 folder).
 #[derive(Args, Debug, Clone, Default)]
 pub struct LmArgs {
-    /// How a decoder LM (--model FILE.gguf) is asked: harness-last (lm-evaluation-harness
+    /// How a decoder LM (a GGUF file or a Llama/Qwen2 folder) is asked: harness-last (lm-evaluation-harness
     /// `race` v3.0: the last question of each article, the earlier ones answered in the prompt)
     /// or harness-all (every question, each with the earlier ones as context)
     #[arg(long, value_enum)]
@@ -147,7 +147,8 @@ pub struct LmArgs {
     /// Decoder LMs: how the GGUF weights are multiplied. dequantize-on-use (default): kept
     /// quantised in memory, each linear dequantised to f32 as it runs (transformers' arithmetic,
     /// memory about the file's size); dequantized: f32 resident (faster, 4 bytes per weight);
-    /// quantized: candle's quantised kernels with quantised activations (llama.cpp's arithmetic)
+    /// quantized: candle's quantised kernels with quantised activations (llama.cpp's arithmetic).
+    /// A safetensors folder always runs in f32
     #[arg(long, value_enum, value_name = "MODE")]
     pub weights: Option<crate::model::llama::WeightMode>,
 }

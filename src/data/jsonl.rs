@@ -1,5 +1,9 @@
 //! JSON lines with one question per line (`example_id`, `article`, `question`, `options`,
-//! `answer`), as the rows of the Hub's RACE dataset are.
+//! `answer`), as the rows of the Hub's RACE dataset are; or with one article per line in the
+//! EleutherAI/race layout that lm-evaluation-harness reads (`article`, and `problems`: a list of
+//! `{question, options, answer}`, as a Python literal string as that dataset has it or as a JSON
+//! array; an optional `example_id` names the passage, else it is `line<N>`). Both kinds of line
+//! may be mixed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,6 +49,72 @@ pub(super) fn parse_row(value: &Value) -> Result<Row, FieldError> {
         options,
         label,
     })
+}
+
+/// The questions of one line in the EleutherAI/race layout (`article`, `problems`), in order.
+pub(super) fn parse_article_row(value: &Value, line: usize) -> Result<Vec<Row>, FieldError> {
+    let obj = fields::object(value).map_err(|m| FieldError {
+        field: "(line)".into(),
+        message: m,
+    })?;
+    let example_id = match obj.get("example_id") {
+        Some(_) => fields::text(obj, "example_id")?.to_string(),
+        None => format!("line{line}"),
+    };
+    let article = fields::text(obj, "article")?.to_string();
+    let problems = obj.get("problems").ok_or_else(|| missing("problems"))?;
+    let parsed;
+    let list = match problems {
+        Value::String(s) => {
+            parsed = super::pyliteral::parse(s).map_err(|m| FieldError {
+                field: "problems".into(),
+                message: m,
+            })?;
+            &parsed
+        }
+        v => v,
+    };
+    let items = list.as_array().ok_or_else(|| FieldError {
+        field: "problems".into(),
+        message: "expected a list of {question, options, answer}".into(),
+    })?;
+    if items.is_empty() {
+        return Err(FieldError {
+            field: "problems".into(),
+            message: "is empty".into(),
+        });
+    }
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let named = |e: FieldError| FieldError {
+            field: format!("problems[{i}].{}", e.field),
+            message: e.message,
+        };
+        let p = fields::object(item).map_err(|m| FieldError {
+            field: format!("problems[{i}]"),
+            message: m,
+        })?;
+        let question = fields::text(p, "question").map_err(named)?.to_string();
+        let options = fields::options(
+            p.get("options").ok_or_else(|| named(missing("options")))?,
+            "options",
+        )
+        .map_err(named)?;
+        let label = fields::answer(
+            p.get("answer").ok_or_else(|| named(missing("answer")))?,
+            "answer",
+            options.len(),
+        )
+        .map_err(named)?;
+        rows.push(Row {
+            example_id: example_id.clone(),
+            article: article.clone(),
+            question,
+            options,
+            label,
+        });
+    }
+    Ok(rows)
 }
 
 fn missing(field: &str) -> FieldError {
@@ -180,10 +250,17 @@ pub fn load(path: &Path) -> Result<Dataset> {
                 continue;
             }
         };
-        match parse_row(&value) {
-            Ok(row) => {
-                if let Err(e) = rows.push(row, at) {
-                    skipped.push(*e);
+        let parsed = if value.get("problems").is_some() && value.get("question").is_none() {
+            parse_article_row(&value, i + 1)
+        } else {
+            parse_row(&value).map(|r| vec![r])
+        };
+        match parsed {
+            Ok(list) => {
+                for row in list {
+                    if let Err(e) = rows.push(row, at.clone()) {
+                        skipped.push(*e);
+                    }
                 }
             }
             Err(e) => {

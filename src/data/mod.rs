@@ -7,6 +7,7 @@ mod fields;
 pub mod hub_layout;
 mod jsonl;
 pub mod parquet;
+mod pyliteral;
 pub mod tasks;
 mod tree;
 

@@ -1,6 +1,7 @@
 //! Parquet files with one question per row, as the Hub's RACE dataset (`ehovy/race`) stores
 //! them: columns `example_id`, `article`, `question`, `options` (a list of strings) and `answer`.
-//! Rows are read with parquet's record API and validated exactly as JSON lines are.
+//! Rows are read with parquet's record API and validated exactly as JSON lines are. Files in the
+//! EleutherAI/race layout (columns `article` and `problems`, one row per article) are read too.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use parquet::record::Field;
 use serde_json::{Map, Value};
 
 use super::error::{DataError, Location};
-use super::jsonl::{parse_row, RowCollector};
+use super::jsonl::{parse_article_row, parse_row, RowCollector};
 use super::Dataset;
 
 /// The columns a RACE row needs.
@@ -141,14 +142,18 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
             .iter()
             .map(|f| f.name().to_string())
             .collect();
+        let article_rows = ["article", "problems"]
+            .iter()
+            .all(|c| have.iter().any(|h| h == c));
         let missing: Vec<&str> = COLUMNS
             .iter()
+            .filter(|_| !article_rows)
             .copied()
             .filter(|c| !have.iter().any(|h| h == c))
             .collect();
         if !missing.is_empty() {
             bail!(
-                "{}: missing column(s) {} (it has: {}); RACE data needs columns {}",
+                "{}: missing column(s) {} (it has: {}); RACE data needs columns {} (or article and problems, one row per article)",
                 path.display(),
                 missing.join(", "),
                 have.join(", "),
@@ -157,10 +162,17 @@ pub fn load(files: &[PathBuf]) -> Result<Dataset> {
         }
     }
     for (path, i, value) in rows(files)? {
-        match parse_row(&value) {
-            Ok(r) => {
-                if let Err(e) = collector.push(r, Location::line(&path, i)) {
-                    skipped.push(*e);
+        let parsed = if value.get("problems").is_some() && value.get("question").is_none() {
+            parse_article_row(&value, i)
+        } else {
+            parse_row(&value).map(|r| vec![r])
+        };
+        match parsed {
+            Ok(list) => {
+                for r in list {
+                    if let Err(e) = collector.push(r, Location::line(&path, i)) {
+                        skipped.push(*e);
+                    }
                 }
             }
             Err(e) => {

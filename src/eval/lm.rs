@@ -26,7 +26,7 @@ use crate::results::{self, ModelInfo, Prediction, RunKind, RunMeta, Settings};
 /// What to evaluate, and how.
 #[derive(Debug, Clone)]
 pub struct LmRequest {
-    /// A GGUF file.
+    /// A GGUF file or a transformers Llama/Qwen2 folder.
     pub model: PathBuf,
     pub data: PathBuf,
     pub task: Task,
@@ -90,7 +90,7 @@ pub fn score_ids(
 /// Opens the GGUF file and the data, and scores.
 pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
     let started = Instant::now();
-    let model = open::open_gguf(&req.model)?;
+    let model = open::open_lm(&req.model)?;
     let hub_cfg = open::hub_config(req.quiet);
     let data = open::open_data(&req.data, &req.split, req.level, &hub_cfg)?.with_task(req.task);
     let dataset = data.load(req.level, req.skip_invalid).map_err(|e| {
@@ -221,13 +221,19 @@ pub fn run_meta(req: &LmRequest, out: &LmOutcome) -> Result<RunMeta> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let name = file.strip_suffix(".gguf").unwrap_or(&file).to_string();
+    let weight_files = out
+        .model
+        .weight_files()
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
     Ok(RunMeta {
         kind: RunKind::Eval,
         model: ModelInfo {
             name,
             path: req.model.display().to_string(),
             weights_sha256: out.model.weights_hash()?,
-            weight_files: vec![file],
+            weight_files,
             head: None,
         },
         data: super::pipeline::data_info(&req.data, req.level, &out.data, &out.dataset)?,

@@ -1,5 +1,6 @@
-//! A Llama-architecture decoder (SmolLM2, TinyLlama, Llama 2/3 without rope scaling) read from a
-//! GGUF file, as llama.cpp runs it: token embedding, `block_count` pre-norm layers of RMSNorm →
+//! A Llama-architecture decoder (SmolLM2, TinyLlama, Llama 2/3 without rope scaling; Qwen2, which
+//! adds biases to the query, key and value projections) read from a GGUF file, as llama.cpp runs
+//! it, or from a transformers folder (`config.json` + safetensors, [`Llama::from_safetensors`]): token embedding, `block_count` pre-norm layers of RMSNorm →
 //! grouped-query self-attention with rotary positions → residual, RMSNorm → SwiGLU MLP
 //! (`down(silu(gate(x)) * up(x))`) → residual, a final RMSNorm and the output projection (the
 //! token embedding itself when the file has no `output.weight`: tied embeddings).
@@ -16,9 +17,14 @@
 //! gives on the unpermuted weights. Angles: position × `rope.freq_base`^(−2i/d), in f32 as
 //! transformers computes them.
 //!
+//! A transformers checkpoint keeps q and k unpermuted, so it takes the rotate-half rotation
+//! ([`candle_nn::rotary_emb::rope`]) instead ([`LlamaConfig::rope_interleaved`] says which).
+//!
 //! Scoring reuses work: [`Llama::prompt`] runs a prompt once and keeps its keys and values
 //! ([`KvCache`]); [`Llama::continuation_logprobs`] runs every continuation of that prompt as one
-//! batch over the cached prompt and returns the log-probability of each continuation token.
+//! batch over the cached prompt and returns the log-probability of each continuation token. The
+//! output layer runs a block of vocabulary rows at a time and the log-softmax is a running
+//! log-sum-exp over the blocks, so no (tokens × vocabulary) logits are held.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,10 +75,53 @@ enum Linear {
 /// Prompt tokens run at a time by [`Llama::prompt`].
 const PROMPT_CHUNK: usize = 256;
 
-/// Rows per block of the token embedding and output layer.
-const HEAD_ROWS: usize = 4096;
+/// Rows per block of the token embedding and output layer (a dequantised block of SmolLM2's,
+/// 1024 × 576 floats, is 2.4 MB).
+const HEAD_ROWS: usize = 1024;
+
+/// GGUF tensor `name` (`shape`: rows × columns) read from `file` in blocks of [`HEAD_ROWS`]
+/// rows, each its own quantised tensor: only one block's bytes are read at a time.
+fn read_row_blocks(
+    content: &gguf_file::Content,
+    file: &mut std::fs::File,
+    name: &str,
+    shape: [usize; 2],
+    device: &Device,
+) -> Result<Vec<Arc<QTensor>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let info = content
+        .tensor_infos
+        .get(name)
+        .context("no such tensor in the file")?;
+    if info.shape.dims() != shape {
+        bail!("shape {:?}, expected {shape:?}", info.shape.dims());
+    }
+    let [n, cols] = shape;
+    let dt = info.ggml_dtype;
+    if cols % dt.block_size() != 0 {
+        bail!("a row of {cols} values is not a whole number of {dt:?} blocks");
+    }
+    let row_bytes = cols / dt.block_size() * dt.type_size();
+    let start = content.tensor_data_offset + info.offset;
+    (0..n)
+        .step_by(HEAD_ROWS)
+        .map(|r0| {
+            let r1 = (r0 + HEAD_ROWS).min(n);
+            let mut bytes = vec![0u8; (r1 - r0) * row_bytes];
+            file.seek(SeekFrom::Start(start + (r0 * row_bytes) as u64))?;
+            file.read_exact(&mut bytes)?;
+            let storage = candle_core::quantized::QStorage::from_data(
+                std::borrow::Cow::Owned(bytes),
+                device,
+                dt,
+            )?;
+            Ok(Arc::new(QTensor::new(storage, (r1 - r0, cols))?))
+        })
+        .collect()
+}
 
 /// `q`'s rows in blocks of `rows` rows, each its own quantised tensor (the bytes copied).
+#[cfg(test)]
 fn split_rows(q: &QTensor, rows: usize, device: &Device) -> Result<Vec<Arc<QTensor>>> {
     let (n, cols) = q.shape().dims2()?;
     let dt = q.dtype();
@@ -109,6 +158,14 @@ impl Linear {
         })
     }
 
+    /// The blocks of an output layer (itself when it is not split).
+    fn blocks(&self) -> &[Linear] {
+        match self {
+            Linear::Rows(b) => b,
+            one => std::slice::from_ref(one),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Q(m) => m.forward(x),
@@ -135,6 +192,7 @@ pub struct LlamaConfig {
     pub hidden: usize,
     pub n_head: usize,
     pub n_kv_head: usize,
+    /// Width of one head (`n_head × head_dim` need not be `hidden` in a transformers config).
     pub head_dim: usize,
     pub ffn: usize,
     pub rms_eps: f64,
@@ -144,6 +202,63 @@ pub struct LlamaConfig {
     pub vocab_size: usize,
     /// The weight type of most tensors (e.g. `Q4_1`), for records.
     pub weight_type: String,
+    /// Rotated pairs adjacent (llama.cpp's permuted q and k weights in GGUF files) rather than
+    /// half a head apart (transformers' rotate-half on its own checkpoints).
+    pub rope_interleaved: bool,
+    /// The output layer is the token embedding.
+    pub tied_embeddings: bool,
+}
+
+/// `config.json` keys read for a transformers Llama or Qwen2 checkpoint.
+#[derive(Debug, serde::Deserialize)]
+struct HfConfig {
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default)]
+    num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    intermediate_size: usize,
+    rms_norm_eps: f64,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    max_position_embeddings: usize,
+    vocab_size: usize,
+    #[serde(default)]
+    tie_word_embeddings: Option<bool>,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    attention_bias: Option<bool>,
+    #[serde(default)]
+    mlp_bias: Option<bool>,
+    #[serde(default)]
+    use_sliding_window: Option<bool>,
+    #[serde(default)]
+    torch_dtype: Option<String>,
+    #[serde(default)]
+    dtype: Option<String>,
+}
+
+/// The decoder families read from transformers folders, by `config.json`'s `model_type` (or
+/// its `architectures`): `llama` or `qwen2`; `None` for anything else.
+pub fn hf_family(config: &serde_json::Value) -> Option<&'static str> {
+    let by_type = match config.get("model_type").and_then(|v| v.as_str()) {
+        Some("llama") => Some("llama"),
+        Some("qwen2") => Some("qwen2"),
+        _ => None,
+    };
+    by_type.or_else(|| {
+        let archs = config.get("architectures")?.as_array()?;
+        archs.iter().find_map(|a| match a.as_str()? {
+            "LlamaForCausalLM" => Some("llama"),
+            "Qwen2ForCausalLM" => Some("qwen2"),
+            _ => None,
+        })
+    })
 }
 
 fn meta<'a>(c: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value> {
@@ -238,6 +353,77 @@ impl LlamaConfig {
             context_length: meta_usize(c, &k("context_length"))?,
             vocab_size,
             weight_type,
+            rope_interleaved: true,
+            tied_embeddings: !c.tensor_infos.contains_key("output.weight"),
+        })
+    }
+
+    /// From a transformers `config.json` (`model_type` `llama` or `qwen2`).
+    pub fn from_hf_json(json: &serde_json::Value) -> Result<Self> {
+        let family = hf_family(json).context(
+            "config.json: not a Llama or Qwen2 decoder (model_type `llama`/`qwen2`, or LlamaForCausalLM/Qwen2ForCausalLM)",
+        )?;
+        let c: HfConfig = serde_json::from_value(json.clone()).context("config.json")?;
+        if let Some(act) = c.hidden_act.as_deref() {
+            if act != "silu" {
+                bail!("config.json: hidden_act `{act}` is not supported (only silu)");
+            }
+        }
+        if c.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            bail!("config.json: rope_scaling is not supported");
+        }
+        if c.mlp_bias == Some(true) {
+            bail!("config.json: mlp_bias is not supported");
+        }
+        if c.use_sliding_window == Some(true) {
+            bail!("config.json: use_sliding_window is not supported");
+        }
+        if family == "llama" && c.attention_bias == Some(true) {
+            bail!("config.json: attention_bias is not supported for llama");
+        }
+        let n_kv_head = c.num_key_value_heads.unwrap_or(c.num_attention_heads);
+        if c.num_attention_heads == 0
+            || n_kv_head == 0
+            || !c.num_attention_heads.is_multiple_of(n_kv_head)
+        {
+            bail!(
+                "config.json: {} heads and {n_kv_head} key/value heads",
+                c.num_attention_heads
+            );
+        }
+        let head_dim = match c.head_dim {
+            Some(d) => d,
+            None if c.hidden_size.is_multiple_of(c.num_attention_heads) => {
+                c.hidden_size / c.num_attention_heads
+            }
+            None => bail!(
+                "config.json: {} heads do not divide a width of {}",
+                c.num_attention_heads,
+                c.hidden_size
+            ),
+        };
+        if !head_dim.is_multiple_of(2) {
+            bail!("config.json: an odd head size ({head_dim}) cannot be rotated");
+        }
+        Ok(Self {
+            architecture: family.to_string(),
+            n_layer: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            n_head: c.num_attention_heads,
+            n_kv_head,
+            head_dim,
+            ffn: c.intermediate_size,
+            rms_eps: c.rms_norm_eps,
+            rope_theta: c.rope_theta.unwrap_or(10_000.0) as f32,
+            context_length: c.max_position_embeddings,
+            vocab_size: c.vocab_size,
+            weight_type: c
+                .dtype
+                .or(c.torch_dtype)
+                .unwrap_or_else(|| "float32".into()),
+            rope_interleaved: false,
+            // transformers' LlamaConfig and Qwen2Config default to untied.
+            tied_embeddings: c.tie_word_embeddings.unwrap_or(false),
         })
     }
 }
@@ -248,6 +434,8 @@ struct Layer {
     wk: Linear,
     wv: Linear,
     wo: Linear,
+    /// Query, key and value biases (Qwen2).
+    bias: Option<[Tensor; 3]>,
     ffn_norm: Tensor,
     gate: Linear,
     up: Linear,
@@ -274,13 +462,20 @@ impl KvCache {
     }
 }
 
-/// A Llama decoder loaded from a GGUF file.
+/// The token embedding: quantised in blocks of [`HEAD_ROWS`] rows (rows dequantised as they are
+/// looked up), or an f32 table.
+enum Embedding {
+    Blocks(Vec<Arc<QTensor>>),
+    Dense(Tensor),
+}
+
+/// A Llama decoder loaded from a GGUF file or a transformers folder.
 pub struct Llama {
     pub config: LlamaConfig,
-    /// The token embedding in blocks of [`HEAD_ROWS`] rows.
-    embed: Vec<Arc<QTensor>>,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
+    /// The output layer in blocks of [`HEAD_ROWS`] vocabulary rows.
     head: Linear,
     /// cos and sin of every position's angles, `(context_length, head_dim / 2)`.
     cos: Tensor,
@@ -293,10 +488,13 @@ impl Llama {
     pub fn from_gguf(path: &Path, mode: WeightMode, device: &Device) -> Result<Self> {
         let mut file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
+        let mut content = gguf_file::Content::read(&mut file)
             .with_context(|| format!("{}: not a GGUF file", path.display()))?;
         let config =
             LlamaConfig::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
+        // The metadata (the tokenizer's vocabulary and merges: tens of MB as GGUF values) is
+        // not needed to read the tensors.
+        content.metadata = Default::default();
         let mut read = |name: &str| -> Result<QTensor> {
             content
                 .tensor(&mut file, name, device)
@@ -348,47 +546,25 @@ impl Llama {
                 wk: w("attn_k", kv, h)?,
                 wv: w("attn_v", kv, h)?,
                 wo: w("attn_output", h, h)?,
+                bias: None,
                 ffn_norm,
                 gate: w("ffn_gate", config.ffn, h)?,
                 up: w("ffn_up", config.ffn, h)?,
                 down: w("ffn_down", h, config.ffn)?,
             });
         }
-        let embed = content
-            .tensor(&mut file, "token_embd.weight", device)
-            .with_context(|| format!("{}: tensor `token_embd.weight`", path.display()))?;
-        if embed.shape().dims() != [config.vocab_size, h] {
-            bail!(
-                "{}: `token_embd.weight` has shape {:?}, expected [{}, {h}]",
-                path.display(),
-                embed.shape().dims(),
-                config.vocab_size
-            );
-        }
-        let embed = Arc::new(embed);
-        let head_q = if content.tensor_infos.contains_key("output.weight") {
-            let q = content.tensor(&mut file, "output.weight", device)?;
-            if q.shape().dims() != [config.vocab_size, h] {
-                bail!(
-                    "{}: `output.weight` has shape {:?}, expected [{}, {h}]",
-                    path.display(),
-                    q.shape().dims(),
-                    config.vocab_size
-                );
-            }
-            Arc::new(q)
-        } else {
-            embed.clone()
+        // The embedding is read from the file in blocks of rows (the output layer too when
+        // untied), so that no copy of the whole table is ever held beside the blocks.
+        let mut blocks = |name: &str| -> Result<Vec<Arc<QTensor>>> {
+            read_row_blocks(&content, &mut file, name, [config.vocab_size, h], device)
+                .with_context(|| format!("{}: tensor `{name}`", path.display()))
         };
-        // The embedding is kept in blocks of rows (the output layer too when tied), so that
-        // no copy of the whole table is held beside them.
-        let embed_blocks = split_rows(&embed, HEAD_ROWS, device)?;
-        let head_blocks = if Arc::ptr_eq(&head_q, &embed) {
+        let embed_blocks = blocks("token_embd.weight")?;
+        let head_blocks = if content.tensor_infos.contains_key("output.weight") {
+            blocks("output.weight")?
+        } else {
             embed_blocks.clone()
-        } else {
-            split_rows(&head_q, HEAD_ROWS, device)?
         };
-        drop((head_q, embed));
         let head = Linear::Rows(
             head_blocks
                 .into_iter()
@@ -398,7 +574,90 @@ impl Llama {
         let (cos, sin) = rope_tables(&config, device)?;
         Ok(Self {
             config,
-            embed: embed_blocks,
+            embed: Embedding::Blocks(embed_blocks),
+            layers,
+            norm,
+            head,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    /// Reads a transformers checkpoint: `config` from its `config.json`, the weights from
+    /// `files` (safetensors; names `model.*` and `lm_head.weight`, or without the `model.`
+    /// prefix), every weight converted to f32.
+    pub fn from_safetensors(
+        config: LlamaConfig,
+        files: &[std::path::PathBuf],
+        device: &Device,
+    ) -> Result<Self> {
+        // SAFETY: the files are mapped read-only and not modified while mapped (as candle's
+        // own loaders assume).
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(files)? };
+        let prefix = if st.get("model.embed_tokens.weight").is_ok() {
+            "model."
+        } else {
+            ""
+        };
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = st
+                .load(name, device)
+                .with_context(|| format!("checkpoint tensor `{name}`"))?
+                .to_dtype(DType::F32)?;
+            if t.dims() != shape {
+                bail!("`{name}` has shape {:?}, expected {shape:?}", t.dims());
+            }
+            Ok(t)
+        };
+        let c = &config;
+        let (h, q_dim, kv) = (c.hidden, c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
+        let lin = |t: Tensor| Linear::Q(QMatMul::Tensor(t));
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let p = format!("{prefix}layers.{i}.");
+            let bias = if c.architecture == "qwen2" {
+                Some([
+                    get(&format!("{p}self_attn.q_proj.bias"), &[q_dim])?,
+                    get(&format!("{p}self_attn.k_proj.bias"), &[kv])?,
+                    get(&format!("{p}self_attn.v_proj.bias"), &[kv])?,
+                ])
+            } else {
+                None
+            };
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}input_layernorm.weight"), &[h])?,
+                wq: lin(get(&format!("{p}self_attn.q_proj.weight"), &[q_dim, h])?),
+                wk: lin(get(&format!("{p}self_attn.k_proj.weight"), &[kv, h])?),
+                wv: lin(get(&format!("{p}self_attn.v_proj.weight"), &[kv, h])?),
+                wo: lin(get(&format!("{p}self_attn.o_proj.weight"), &[h, q_dim])?),
+                bias,
+                ffn_norm: get(&format!("{p}post_attention_layernorm.weight"), &[h])?,
+                gate: lin(get(&format!("{p}mlp.gate_proj.weight"), &[c.ffn, h])?),
+                up: lin(get(&format!("{p}mlp.up_proj.weight"), &[c.ffn, h])?),
+                down: lin(get(&format!("{p}mlp.down_proj.weight"), &[h, c.ffn])?),
+            });
+        }
+        let embed = get(&format!("{prefix}embed_tokens.weight"), &[c.vocab_size, h])?;
+        let head = if c.tied_embeddings {
+            embed.clone()
+        } else {
+            get("lm_head.weight", &[c.vocab_size, h])?
+        };
+        let head = Linear::Rows(
+            (0..c.vocab_size)
+                .step_by(HEAD_ROWS)
+                .map(|r0| {
+                    let n = HEAD_ROWS.min(c.vocab_size - r0);
+                    Ok(lin(head.narrow(0, r0, n)?))
+                })
+                .collect::<Result<_>>()?,
+        );
+        let norm = get(&format!("{prefix}norm.weight"), &[h])?;
+        let (cos, sin) = rope_tables(&config, device)?;
+        Ok(Self {
+            config,
+            embed: Embedding::Dense(embed),
             layers,
             norm,
             head,
@@ -417,11 +676,26 @@ impl Llama {
     fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let blocks = match &self.embed {
+            Embedding::Dense(t) => {
+                if let Some(&id) = flat
+                    .iter()
+                    .find(|&&id| id as usize >= self.config.vocab_size)
+                {
+                    bail!("token id {id} is outside the vocabulary");
+                }
+                return Ok(t.embedding(&ids.flatten_all()?)?.reshape((
+                    b,
+                    l,
+                    self.config.hidden,
+                ))?);
+            }
+            Embedding::Blocks(blocks) => blocks,
+        };
         let mut rows = Vec::with_capacity(flat.len());
         for &id in &flat {
             let (blk, at) = (id as usize / HEAD_ROWS, id as usize % HEAD_ROWS);
-            let block = self
-                .embed
+            let block = blocks
                 .get(blk)
                 .with_context(|| format!("token id {id} is outside the vocabulary"))?;
             let local = Tensor::new(&[at as u32], &self.device)?;
@@ -455,28 +729,39 @@ impl Llama {
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let mut x = self.embedding(ids)?;
         let mut new_kv = Vec::with_capacity(self.layers.len());
+        let rope = |t: &Tensor| {
+            if c.rope_interleaved {
+                candle_nn::rotary_emb::rope_i(t, &cos, &sin)
+            } else {
+                candle_nn::rotary_emb::rope(t, &cos, &sin)
+            }
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
-            let q = layer
-                .wq
-                .forward(&h)?
+            let (mut q, mut k, mut v) = (
+                layer.wq.forward(&h)?,
+                layer.wk.forward(&h)?,
+                layer.wv.forward(&h)?,
+            );
+            if let Some([bq, bk, bv]) = &layer.bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            let q = q
                 .reshape((b, l, c.n_head, c.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let k = layer
-                .wk
-                .forward(&h)?
+            let k = k
                 .reshape((b, l, c.n_kv_head, c.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let v = layer
-                .wv
-                .forward(&h)?
+            let v = v
                 .reshape((b, l, c.n_kv_head, c.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let q = rope(&q)?;
+            let k = rope(&k)?;
             let (k_all, v_all) = match past {
                 Some(cache) => {
                     let (pk, pv) = &cache.layers[li];
@@ -497,7 +782,7 @@ impl Llama {
                 .matmul(&v_all.contiguous()?)?
                 .reshape((b, c.n_head, l, c.head_dim))?
                 .transpose(1, 2)?
-                .reshape((b, l, c.hidden))?;
+                .reshape((b, l, c.n_head * c.head_dim))?;
             x = (x + layer.wo.forward(&attn)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps as f32)?;
             let act = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
@@ -579,29 +864,18 @@ impl Llama {
             }
         }
         let rows = Tensor::cat(&rows, 0)?.contiguous()?;
-        let logits = self.head.forward(&rows)?.to_dtype(DType::F32)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         // Pick each target: row 0 predicts every first token; continuation o's row t predicts
         // its token t + 1.
         let mut targets = Vec::new();
-        let mut index = Vec::new();
         let mut next = 1usize;
         for c in conts {
-            targets.push(c[0]);
-            index.push(0u32);
+            targets.push((0, c[0]));
             for &tok in &c[1..] {
-                targets.push(tok);
-                index.push(next as u32);
+                targets.push((next, tok));
                 next += 1;
             }
         }
-        let index = Tensor::new(index.as_slice(), &self.device)?;
-        let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
-        let picked: Vec<f32> = logp
-            .index_select(&index, 0)?
-            .gather(&targets, 1)?
-            .squeeze(1)?
-            .to_vec1()?;
+        let picked = self.target_logprobs(&rows, &targets)?;
         let mut out = Vec::with_capacity(conts.len());
         let mut at = 0;
         for c in conts {
@@ -625,9 +899,51 @@ impl Llama {
         let t = Tensor::new(all.as_slice(), &self.device)?.unsqueeze(0)?;
         let (x, _) = self.forward(&t, None)?;
         let rows = x.i((0, prompt.len() - 1..))?.contiguous()?;
-        let logp = candle_nn::ops::log_softmax(&self.head.forward(&rows)?, D::Minus1)?;
-        let targets = Tensor::new(cont, &self.device)?.unsqueeze(1)?;
-        Ok(logp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?)
+        let targets: Vec<(usize, u32)> = cont.iter().copied().enumerate().collect();
+        self.target_logprobs(&rows, &targets)
+    }
+
+    /// log p(token | row) for each `(row, token)` of `targets`, given final-norm hidden states
+    /// `rows` (`(n, hidden)`): the output layer runs one block of vocabulary rows at a time and
+    /// each row's log-sum-exp is accumulated over the blocks (in f64), so at most `n ×`
+    /// [`HEAD_ROWS`] logits exist at once.
+    fn target_logprobs(&self, rows: &Tensor, targets: &[(usize, u32)]) -> Result<Vec<f32>> {
+        let n = rows.dim(0)?;
+        let mut max = vec![f64::NEG_INFINITY; n];
+        let mut sum = vec![0f64; n];
+        let mut picked = vec![f64::NAN; targets.len()];
+        let mut offset = 0usize;
+        for block in self.head.blocks() {
+            let logits = block.forward(rows)?.to_dtype(DType::F32)?;
+            let width = logits.dim(1)?;
+            let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+            for (r, row) in logits.chunks_exact(width).enumerate() {
+                let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+                if m > max[r] {
+                    sum[r] *= (max[r] - m).exp();
+                    max[r] = m;
+                }
+                let mr = max[r];
+                sum[r] += row.iter().map(|&v| (v as f64 - mr).exp()).sum::<f64>();
+            }
+            for (i, &(r, tok)) in targets.iter().enumerate() {
+                let t = tok as usize;
+                if (offset..offset + width).contains(&t) {
+                    picked[i] = logits[r * width + t - offset] as f64;
+                }
+            }
+            offset += width;
+        }
+        targets
+            .iter()
+            .zip(picked)
+            .map(|(&(r, tok), v)| {
+                if v.is_nan() && tok as usize >= offset {
+                    bail!("token id {tok} is outside the vocabulary ({offset} rows)");
+                }
+                Ok((v - (max[r] + sum[r].ln())) as f32)
+            })
+            .collect()
     }
 }
 
@@ -735,6 +1051,8 @@ mod tests {
             context_length: 3,
             vocab_size: 4,
             weight_type: "F32".into(),
+            rope_interleaved: true,
+            tied_embeddings: true,
         };
         let (cos, sin) = rope_tables(&c, &Device::Cpu).unwrap();
         let cos: Vec<Vec<f32>> = cos.to_vec2().unwrap();

@@ -1,5 +1,7 @@
-//! Opening a decoder LM given as a GGUF file (`--model FILE.gguf`): its architecture from the
-//! metadata, its tokenizer built from the metadata, and the file's hash for run records.
+//! Opening a decoder LM: a GGUF file (`--model FILE.gguf`: architecture from the metadata,
+//! tokenizer built from the metadata), or a transformers folder whose `config.json` names a
+//! Llama or Qwen2 decoder (`model_type` `llama`/`qwen2`, or `LlamaForCausalLM` /
+//! `Qwen2ForCausalLM`) with its safetensors weights and `tokenizer.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +11,7 @@ use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use crate::features::gguf_tokenizer;
-use crate::model::llama::{Llama, LlamaConfig, WeightMode};
+use crate::model::llama::{self, Llama, LlamaConfig, WeightMode};
 
 /// Whether `--model` names a GGUF file (by its extension): decoder LMs are opened from these.
 pub fn is_gguf(spec: &Path) -> bool {
@@ -17,22 +19,72 @@ pub fn is_gguf(spec: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
-/// A GGUF model, opened: configuration and tokenizer read, weights not yet loaded.
+/// The `config.json` of a local folder, when it has one that parses.
+fn folder_config(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether `--model` is a decoder LM: a GGUF file, or a local folder whose `config.json` names
+/// a Llama or Qwen2 decoder.
+pub fn is_decoder_lm(spec: &Path) -> bool {
+    is_gguf(spec)
+        || (spec.is_dir() && folder_config(spec).is_some_and(|c| llama::hf_family(&c).is_some()))
+}
+
+/// Where the weights are.
+#[derive(Debug, Clone)]
+pub enum LmWeights {
+    Gguf,
+    /// The safetensors files of a transformers folder.
+    Safetensors(Vec<PathBuf>),
+}
+
+/// A decoder LM, opened: configuration and tokenizer read, weights not yet loaded.
 pub struct OpenedLm {
+    /// The GGUF file or the folder.
     pub path: PathBuf,
     pub config: LlamaConfig,
     pub tokenizer: Tokenizer,
+    pub weights: LmWeights,
 }
 
 impl OpenedLm {
-    /// SHA-256 of the file.
-    pub fn weights_hash(&self) -> Result<String> {
-        crate::hash::sha256_files(std::slice::from_ref(&self.path))
+    /// The weight files: the GGUF file, or the safetensors files.
+    pub fn weight_files(&self) -> Vec<PathBuf> {
+        match &self.weights {
+            LmWeights::Gguf => vec![self.path.clone()],
+            LmWeights::Safetensors(files) => files.clone(),
+        }
     }
 
-    /// The weights, in the file's quantisation or dequantised to f32.
+    /// SHA-256 of the weight files.
+    pub fn weights_hash(&self) -> Result<String> {
+        crate::hash::sha256_files(&self.weight_files())
+    }
+
+    /// The weights: a GGUF file's in its quantisation or dequantised to f32 (`mode`); a
+    /// transformers checkpoint's converted to f32 (`quantized` is refused there).
     pub fn load(&self, mode: WeightMode, device: &Device) -> Result<Llama> {
-        Llama::from_gguf(&self.path, mode, device)
+        match &self.weights {
+            LmWeights::Gguf => Llama::from_gguf(&self.path, mode, device),
+            LmWeights::Safetensors(files) => {
+                if mode == WeightMode::Quantized {
+                    bail!("--weights quantized applies to GGUF files; a safetensors checkpoint runs in f32");
+                }
+                Llama::from_safetensors(self.config.clone(), files, device)
+                    .with_context(|| format!("--model {}", self.path.display()))
+            }
+        }
+    }
+}
+
+/// Opens `--model`: a GGUF file or a transformers Llama/Qwen2 folder.
+pub fn open_lm(path: &Path) -> Result<OpenedLm> {
+    if is_gguf(path) {
+        open_gguf(path)
+    } else {
+        open_hf_folder(path)
     }
 }
 
@@ -49,6 +101,16 @@ pub fn open_gguf(path: &Path) -> Result<OpenedLm> {
         LlamaConfig::from_gguf(&content).with_context(|| format!("--model {}", path.display()))?;
     let tokenizer = gguf_tokenizer::from_metadata(&content)
         .with_context(|| format!("--model {}: its tokenizer", path.display()))?;
+    check_vocab(path, &tokenizer, &config)?;
+    Ok(OpenedLm {
+        path: path.to_path_buf(),
+        config,
+        tokenizer,
+        weights: LmWeights::Gguf,
+    })
+}
+
+fn check_vocab(path: &Path, tokenizer: &Tokenizer, config: &LlamaConfig) -> Result<()> {
     let n = tokenizer.get_vocab_size(true);
     if n > config.vocab_size {
         bail!(
@@ -57,9 +119,44 @@ pub fn open_gguf(path: &Path) -> Result<OpenedLm> {
             config.vocab_size
         );
     }
+    Ok(())
+}
+
+/// Opens a transformers folder: `config.json` (Llama or Qwen2), `tokenizer.json`, and
+/// `model.safetensors` or the shards that `model.safetensors.index.json` names.
+pub fn open_hf_folder(dir: &Path) -> Result<OpenedLm> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("--model {}: no config.json", dir.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", cfg_path.display()))?;
+    let config =
+        LlamaConfig::from_hf_json(&json).with_context(|| format!("{}", cfg_path.display()))?;
+    let index = dir.join("model.safetensors.index.json");
+    let files = if index.is_file() {
+        crate::model::weights::shard_names(&index)?
+            .into_iter()
+            .map(|n| dir.join(n))
+            .collect()
+    } else {
+        vec![dir.join("model.safetensors")]
+    };
+    if let Some(f) = files.iter().find(|f| !f.is_file()) {
+        bail!(
+            "--model {}: {} is missing (a decoder LM folder needs model.safetensors or its index and shards)",
+            dir.display(),
+            f.display()
+        );
+    }
+    let tok_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
+        anyhow::anyhow!("--model {}: cannot read tokenizer.json: {e}", dir.display())
+    })?;
+    check_vocab(dir, &tokenizer, &config)?;
     Ok(OpenedLm {
-        path: path.to_path_buf(),
+        path: dir.to_path_buf(),
         config,
         tokenizer,
+        weights: LmWeights::Safetensors(files),
     })
 }
