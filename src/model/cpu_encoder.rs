@@ -832,8 +832,7 @@ fn layer_full(
     layer_norm_rows(&mut bufs.att, w.norm1.0, w.norm1.1, layer.eps);
     // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
     let fv = View::dense(n, d.inter);
-    fill_rows(&mut bufs.ff, fv, w.ffn.1, None);
-    linear_into(&bufs.att, xv, w.ffn.0, &mut bufs.ff, fv, true, par);
+    linear_bias_into(&bufs.att, xv, w.ffn.0, w.ffn.1, &mut bufs.ff, fv, par);
     activate(&mut bufs.ff, layer.activation)?;
     fill_rows(x, xv, w.ffn_out.1, Some((&bufs.att, xv)));
     linear_into(&bufs.ff, fv, w.ffn_out.0, x, xv, true, par);
@@ -859,8 +858,31 @@ fn project_into_qkv(
         stride: 3 * h,
     };
     let out = &mut qkv[slot * h..];
+    linear_bias_into(x, xv, wt, bias, out, ov, par);
+}
+
+/// `out = a · wᵀ + bias` (no residual): int8 writes the bias in its epilogue; the other forms
+/// fill `out` with the bias and accumulate into it.
+fn linear_bias_into(
+    a: &[f32],
+    av: View,
+    w: Weight,
+    bias: &[f32],
+    out: &mut [f32],
+    ov: View,
+    par: Parallelism,
+) {
+    if let Some((qw, kernel)) = w.int8 {
+        assert!(qw.n == ov.cols && qw.k == av.cols && a.len() >= av.extent());
+        if av.rows == 0 {
+            return;
+        }
+        let qx = quant::quantize_rows(a, av.rows, av.cols, av.stride, qw);
+        quant::gemm_bias(&qx, qw, bias, &mut out[..ov.extent()], ov.stride, kernel);
+        return;
+    }
     fill_rows(out, ov, bias, None);
-    linear_into(x, xv, wt, out, ov, true, par);
+    linear_into(a, av, w, out, ov, true, par);
 }
 
 /// The last layer for the [CLS] rows alone: keys and values for every row, everything else for
@@ -886,8 +908,7 @@ fn layer_cls(
         dst.copy_from_slice(&x[start * h..][..h]);
     }
     let mut q = vec![0f32; b * h];
-    fill_rows(&mut q, bv, w.q.1, None);
-    linear_into(&cls, bv, w.q.0, &mut q, bv, true, par);
+    linear_bias_into(&cls, bv, w.q.0, w.q.1, &mut q, bv, par);
     let io = AttentionIo {
         q: &q,
         q_row: h,
@@ -915,8 +936,7 @@ fn layer_cls(
     layer_norm_rows(&mut att, w.norm1.0, w.norm1.1, layer.eps);
     let fv = View::dense(b, d.inter);
     let mut ff = vec![0f32; b * d.inter];
-    fill_rows(&mut ff, fv, w.ffn.1, None);
-    linear_into(&att, bv, w.ffn.0, &mut ff, fv, true, par);
+    linear_bias_into(&att, bv, w.ffn.0, w.ffn.1, &mut ff, fv, par);
     activate(&mut ff, layer.activation)?;
     let mut out = vec![0f32; b * h];
     fill_rows(&mut out, bv, w.ffn_out.1, Some((&att, bv)));

@@ -211,6 +211,58 @@ pub struct QuantRows {
 
 /// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w` (whose
 /// smoothing factors divide the values first).
+/// Quantises one row (smoothed by `inv_smooth`) into `dst` over its own [min, max]: returns
+/// (scale, zero point). With `avx512` the same arithmetic runs 16 lanes at a time (the same
+/// bytes: each value is multiplied, scaled and offset in the same order, without FMA).
+fn quantize_row(row: &[f32], inv_smooth: &[f32], dst: &mut [u8], avx512: bool) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512 {
+        // SAFETY: `avx512` is set only where the VNNI kernel's features (AVX-512F, BW) are.
+        return unsafe { vnni::quantize_row(row, inv_smooth, dst) };
+    }
+    let _ = avx512;
+    // Lane-wise min / max of the smoothed row first (vectorised), then a second pass quantises.
+    let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+    let mut rc = row.chunks_exact(16);
+    let mut fc = inv_smooth.chunks_exact(16);
+    for (c, f) in (&mut rc).zip(&mut fc) {
+        for l in 0..16 {
+            let v = c[l] * f[l];
+            lo[l] = lo[l].min(v);
+            hi[l] = hi[l].max(v);
+        }
+    }
+    let (mut min, mut max) = (
+        lo.iter().fold(0f32, |a, &b| a.min(b)),
+        hi.iter().fold(0f32, |a, &b| a.max(b)),
+    );
+    for (&v, &f) in rc.remainder().iter().zip(fc.remainder()) {
+        min = min.min(v * f);
+        max = max.max(v * f);
+    }
+    let (s, zp) = row_scale(min, max);
+    // v · inv lies in [-zp', 255 - zp'] with |zp - zp'| ≤ 0.5, so v · inv + zp + 0.5 ≥ 0 and
+    // truncation rounds half up (clamped against rounding at the ends), without a call to
+    // `round`.
+    let (inv, add) = (1.0 / s, zp + 0.5);
+    for ((d, &v), &f) in dst.iter_mut().zip(row).zip(inv_smooth) {
+        *d = ((v * f) * inv + add).clamp(0.0, 255.0) as u8;
+    }
+    (s, zp as i32)
+}
+
+/// The scale and zero point of a row whose smoothed values span [min, max] (which holds 0, so
+/// the zero point lies in [0, 255]).
+fn row_scale(min: f32, max: f32) -> (f32, f32) {
+    let range = max - min;
+    let s = if range > 0.0 && range.is_finite() {
+        range / 255.0
+    } else {
+        1.0
+    };
+    (s, (-min * (1.0 / s)).round().clamp(0.0, 255.0))
+}
+
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLinear) -> QuantRows {
     assert_eq!(k, w.k);
     assert!(m == 0 || x.len() >= (m - 1) * stride + k);
@@ -220,49 +272,14 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLine
     let mut scale = vec![1f32; padded];
     let mut zero = vec![0i32; padded];
     let inv_smooth = &w.inv_smooth[..k];
+    let avx512 = Kernel::Vnni.available();
     data.par_chunks_mut(kp)
         .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
         .take(m)
         .enumerate()
         .for_each(|(i, (dst, (s, z)))| {
             let row = &x[i * stride..i * stride + k];
-            // Smoothed values into `dst`'s space would need f32; lane-wise min / max of the
-            // smoothed row first (vectorised), then a second pass quantises.
-            let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
-            let mut rc = row.chunks_exact(16);
-            let mut fc = inv_smooth.chunks_exact(16);
-            for (c, f) in (&mut rc).zip(&mut fc) {
-                for l in 0..16 {
-                    let v = c[l] * f[l];
-                    lo[l] = lo[l].min(v);
-                    hi[l] = hi[l].max(v);
-                }
-            }
-            let (mut min, mut max) = (
-                lo.iter().fold(0f32, |a, &b| a.min(b)),
-                hi.iter().fold(0f32, |a, &b| a.max(b)),
-            );
-            for (&v, &f) in rc.remainder().iter().zip(fc.remainder()) {
-                min = min.min(v * f);
-                max = max.max(v * f);
-            }
-            // [min, max] holds 0, so the zero point lies in [0, 255].
-            let range = max - min;
-            *s = if range > 0.0 && range.is_finite() {
-                range / 255.0
-            } else {
-                1.0
-            };
-            let inv = 1.0 / *s;
-            let zp = (-min * inv).round().clamp(0.0, 255.0);
-            *z = zp as i32;
-            // v · inv lies in [-zp', 255 - zp'] with |zp - zp'| ≤ 0.5, so v · inv + zp + 0.5 ≥ 0
-            // and truncation rounds half up (clamped against rounding at the ends), without a
-            // call to `round`.
-            let add = zp + 0.5;
-            for ((d, &v), &f) in dst.iter_mut().zip(row).zip(inv_smooth) {
-                *d = ((v * f) * inv + add).clamp(0.0, 255.0) as u8;
-            }
+            (*s, *z) = quantize_row(row, inv_smooth, &mut dst[..k], avx512);
         });
     if let Some(seen) = w.observed.lock().unwrap().as_mut() {
         for i in 0..m {
@@ -288,6 +305,31 @@ pub fn gemm_accumulate(
     out: &mut [f32],
     out_stride: usize,
     kernel: Kernel,
+) {
+    gemm(x, w, out, out_stride, kernel, None)
+}
+
+/// As [`gemm_accumulate`], but `out` is overwritten with `bias[j] + …`: a linear with no
+/// residual needs no pass that first fills `out` with its bias.
+pub fn gemm_bias(
+    x: &QuantRows,
+    w: &QuantLinear,
+    bias: &[f32],
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+) {
+    assert_eq!(bias.len(), w.n);
+    gemm(x, w, out, out_stride, kernel, Some(bias))
+}
+
+fn gemm(
+    x: &QuantRows,
+    w: &QuantLinear,
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+    bias: Option<&[f32]>,
 ) {
     assert!(
         kernel.available(),
@@ -324,12 +366,16 @@ pub fn gemm_accumulate(
                 let scale = &w.scale[col0..col0 + cols];
                 let colsum = &w.colsum[col0..col0 + cols];
                 let (sx, zx) = (x.scale[i], x.zero[i]);
-                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum);
+                let bias = bias.map(|b| &b[col0..col0 + cols]);
+                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, bias);
             }
         });
 }
 
 /// `dst[c] += sx · scale[c] · (acc[c] - zx · colsum[c])`.
+/// `dst[c] = base[c] + sx · scale[c] · (acc[c] - zx · colsum[c])`, where `base` is `bias` if
+/// given, else `dst` itself.
+#[allow(clippy::too_many_arguments)]
 fn epilogue(
     kernel: Kernel,
     dst: &mut [f32],
@@ -338,15 +384,17 @@ fn epilogue(
     zx: i32,
     scale: &[f32],
     colsum: &[i32],
+    bias: Option<&[f32]>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Vnni {
         // SAFETY: the VNNI kernel runs only where AVX-512F is available.
-        return unsafe { vnni::epilogue(dst, acc, sx, zx, scale, colsum) };
+        return unsafe { vnni::epilogue(dst, acc, sx, zx, scale, colsum, bias) };
     }
     let _ = kernel;
-    for (((d, &a), &s), &c) in dst.iter_mut().zip(acc).zip(scale).zip(colsum) {
-        *d += sx * s * (a - zx * c) as f32;
+    for (c, d) in dst.iter_mut().enumerate() {
+        let base = bias.map_or(*d, |b| b[c]);
+        *d = base + sx * scale[c] * (acc[c] - zx * colsum[c]) as f32;
     }
 }
 
@@ -446,6 +494,55 @@ mod vnni {
         }
     }
 
+    /// [`super::quantize_row`] 16 lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and BW; `inv_smooth` and `dst` hold `row.len()` values.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn quantize_row(row: &[f32], inv_smooth: &[f32], dst: &mut [u8]) -> (f32, i32) {
+        let k = row.len();
+        assert!(inv_smooth.len() >= k && dst.len() >= k);
+        let mask_of = |c: usize| -> __mmask16 {
+            let left = (k - c).min(16);
+            if left == 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            }
+        };
+        let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut c = 0;
+        while c < k {
+            let m = mask_of(c);
+            let v = _mm512_mul_ps(
+                _mm512_maskz_loadu_ps(m, row.as_ptr().add(c)),
+                _mm512_maskz_loadu_ps(m, inv_smooth.as_ptr().add(c)),
+            );
+            // Masked-off lanes are 0, which [min, max] holds anyway.
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+            c += 16;
+        }
+        let (min, max) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let (s, zp) = super::row_scale(min, max);
+        let (inv, add) = (_mm512_set1_ps(1.0 / s), _mm512_set1_ps(zp + 0.5));
+        let (zero, top) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        let mut c = 0;
+        while c < k {
+            let m = mask_of(c);
+            let v = _mm512_mul_ps(
+                _mm512_maskz_loadu_ps(m, row.as_ptr().add(c)),
+                _mm512_maskz_loadu_ps(m, inv_smooth.as_ptr().add(c)),
+            );
+            let t = _mm512_add_ps(_mm512_mul_ps(v, inv), add);
+            let t = _mm512_min_ps(_mm512_max_ps(t, zero), top);
+            let q = _mm512_cvttps_epi32(t);
+            _mm512_mask_cvtusepi32_storeu_epi8(dst.as_mut_ptr().add(c) as *mut _, m, q);
+            c += 16;
+        }
+        (s, zp as i32)
+    }
+
     /// The epilogue 16 columns at a time, masked at the edge.
     ///
     /// # Safety
@@ -458,9 +555,11 @@ mod vnni {
         zx: i32,
         scale: &[f32],
         colsum: &[i32],
+        bias: Option<&[f32]>,
     ) {
         let n = dst.len();
         assert!(acc.len() >= n && scale.len() >= n && colsum.len() >= n);
+        assert!(bias.is_none_or(|b| b.len() >= n));
         let sxv = _mm512_set1_ps(sx);
         let zv = _mm512_set1_epi32(zx);
         let mut c = 0;
@@ -474,7 +573,10 @@ mod vnni {
             let a = _mm512_maskz_loadu_epi32(mask, acc.as_ptr().add(c));
             let k = _mm512_mullo_epi32(zv, _mm512_maskz_loadu_epi32(mask, colsum.as_ptr().add(c)));
             let s = _mm512_maskz_loadu_ps(mask, scale.as_ptr().add(c));
-            let d = _mm512_maskz_loadu_ps(mask, dst.as_ptr().add(c));
+            let d = match bias {
+                Some(b) => _mm512_maskz_loadu_ps(mask, b.as_ptr().add(c)),
+                None => _mm512_maskz_loadu_ps(mask, dst.as_ptr().add(c)),
+            };
             let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, k));
             let y = _mm512_fmadd_ps(_mm512_mul_ps(v, s), sxv, d);
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(c), mask, y);
@@ -590,6 +692,49 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The AVX-512 row quantisation gives the scalar one's bytes, scale and zero point.
+    #[test]
+    fn row_quantisation_is_the_same_at_any_width() {
+        if !Kernel::Vnni.available() {
+            eprintln!("no AVX-512 here, SKIPPED");
+            return;
+        }
+        for k in [1, 15, 16, 17, 64, 387, 768] {
+            let row: Vec<f32> = pseudo(k, k as u64).iter().map(|v| v * 3.0 + 0.4).collect();
+            let smooth: Vec<f32> = pseudo(k, 99).iter().map(|v| 0.5 + v.abs()).collect();
+            let (mut a, mut b) = (vec![0u8; k], vec![0u8; k]);
+            let sa = quantize_row(&row, &smooth, &mut a, false);
+            let sb = quantize_row(&row, &smooth, &mut b, true);
+            assert_eq!(sa, sb, "k = {k}");
+            assert_eq!(a, b, "k = {k}");
+            assert!(
+                k == 1 || a.iter().any(|&q| q != a[0]),
+                "k = {k}: all bytes equal"
+            );
+        }
+    }
+
+    /// Overwriting with the bias gives what filling with the bias and accumulating gives, bit
+    /// for bit, whatever `out` held before.
+    #[test]
+    fn bias_epilogue_equals_fill_then_accumulate() {
+        let (m, n, k) = (19, 45, 70);
+        let x = pseudo(m * k, 11);
+        let w = QuantLinear::new(&pseudo(n * k, 12), n, k);
+        let bias = pseudo(n, 13);
+        let q = quantize_rows(&x, m, k, k, &w);
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut filled: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+            gemm_accumulate(&q, &w, &mut filled, n, kernel);
+            let mut direct = vec![f32::NAN; m * n];
+            gemm_bias(&q, &w, &bias, &mut direct, n, kernel);
+            assert_eq!(filled, direct, "{kernel:?}");
         }
     }
 
