@@ -827,15 +827,31 @@ fn layer_full(
     };
     attend(&io, &mut bufs.ctx, mask, d, &w.q.0);
     // att = LayerNorm(x + ctx Wdᵀ + bd)
-    fill_rows(&mut bufs.att, xv, w.dense.1, Some((x, xv)));
-    linear_into(&bufs.ctx, xv, w.dense.0, &mut bufs.att, xv, true, par);
+    linear_bias_into(
+        &bufs.ctx,
+        xv,
+        w.dense.0,
+        w.dense.1,
+        Some((x, xv)),
+        &mut bufs.att,
+        xv,
+        par,
+    );
     layer_norm_rows(&mut bufs.att, w.norm1.0, w.norm1.1, layer.eps);
     // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
     let fv = View::dense(n, d.inter);
-    linear_bias_into(&bufs.att, xv, w.ffn.0, w.ffn.1, &mut bufs.ff, fv, par);
+    linear_bias_into(&bufs.att, xv, w.ffn.0, w.ffn.1, None, &mut bufs.ff, fv, par);
     activate(&mut bufs.ff, layer.activation)?;
-    fill_rows(x, xv, w.ffn_out.1, Some((&bufs.att, xv)));
-    linear_into(&bufs.ff, fv, w.ffn_out.0, x, xv, true, par);
+    linear_bias_into(
+        &bufs.ff,
+        fv,
+        w.ffn_out.0,
+        w.ffn_out.1,
+        Some((&bufs.att, xv)),
+        x,
+        xv,
+        par,
+    );
     layer_norm_rows(x, w.norm2.0, w.norm2.1, layer.eps);
     Ok(())
 }
@@ -858,16 +874,18 @@ fn project_into_qkv(
         stride: 3 * h,
     };
     let out = &mut qkv[slot * h..];
-    linear_bias_into(x, xv, wt, bias, out, ov, par);
+    linear_bias_into(x, xv, wt, bias, None, out, ov, par);
 }
 
-/// `out = a · wᵀ + bias` (no residual): int8 writes the bias in its epilogue; the other forms
-/// fill `out` with the bias and accumulate into it.
+/// `out = (residual +) bias + a · wᵀ`: int8 writes the bias and residual in its epilogue; the
+/// other forms fill `out` with them and accumulate into it.
+#[allow(clippy::too_many_arguments)]
 fn linear_bias_into(
     a: &[f32],
     av: View,
     w: Weight,
     bias: &[f32],
+    residual: Option<(&[f32], View)>,
     out: &mut [f32],
     ov: View,
     par: Parallelism,
@@ -878,10 +896,19 @@ fn linear_bias_into(
             return;
         }
         let qx = quant::quantize_rows(a, av.rows, av.cols, av.stride, qw);
-        quant::gemm_bias(&qx, qw, bias, &mut out[..ov.extent()], ov.stride, kernel);
+        let res = residual.map(|(r, rv)| (r, rv.stride));
+        quant::gemm_bias(
+            &qx,
+            qw,
+            bias,
+            res,
+            &mut out[..ov.extent()],
+            ov.stride,
+            kernel,
+        );
         return;
     }
-    fill_rows(out, ov, bias, None);
+    fill_rows(out, ov, bias, residual);
     linear_into(a, av, w, out, ov, true, par);
 }
 
@@ -908,7 +935,7 @@ fn layer_cls(
         dst.copy_from_slice(&x[start * h..][..h]);
     }
     let mut q = vec![0f32; b * h];
-    linear_bias_into(&cls, bv, w.q.0, w.q.1, &mut q, bv, par);
+    linear_bias_into(&cls, bv, w.q.0, w.q.1, None, &mut q, bv, par);
     let io = AttentionIo {
         q: &q,
         q_row: h,
@@ -931,16 +958,32 @@ fn layer_cls(
     let mut ctx = vec![0f32; b * h];
     attend(&io, &mut ctx, mask, d, &w.q.0);
     let mut att = vec![0f32; b * h];
-    fill_rows(&mut att, bv, w.dense.1, Some((&cls, bv)));
-    linear_into(&ctx, bv, w.dense.0, &mut att, bv, true, par);
+    linear_bias_into(
+        &ctx,
+        bv,
+        w.dense.0,
+        w.dense.1,
+        Some((&cls, bv)),
+        &mut att,
+        bv,
+        par,
+    );
     layer_norm_rows(&mut att, w.norm1.0, w.norm1.1, layer.eps);
     let fv = View::dense(b, d.inter);
     let mut ff = vec![0f32; b * d.inter];
-    linear_bias_into(&att, bv, w.ffn.0, w.ffn.1, &mut ff, fv, par);
+    linear_bias_into(&att, bv, w.ffn.0, w.ffn.1, None, &mut ff, fv, par);
     activate(&mut ff, layer.activation)?;
     let mut out = vec![0f32; b * h];
-    fill_rows(&mut out, bv, w.ffn_out.1, Some((&att, bv)));
-    linear_into(&ff, fv, w.ffn_out.0, &mut out, bv, true, par);
+    linear_bias_into(
+        &ff,
+        fv,
+        w.ffn_out.0,
+        w.ffn_out.1,
+        Some((&att, bv)),
+        &mut out,
+        bv,
+        par,
+    );
     layer_norm_rows(&mut out, w.norm2.0, w.norm2.1, layer.eps);
     Ok(out)
 }

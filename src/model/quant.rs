@@ -309,19 +309,26 @@ pub fn gemm_accumulate(
     gemm(x, w, out, out_stride, kernel, None)
 }
 
-/// As [`gemm_accumulate`], but `out` is overwritten with `bias[j] + …`: a linear with no
-/// residual needs no pass that first fills `out` with its bias.
+/// As [`gemm_accumulate`], but `out` is overwritten with `(residual[i, j] + bias[j]) + …`
+/// (`residual`: rows `stride` apart, if given): no pass first fills `out` with them.
 pub fn gemm_bias(
     x: &QuantRows,
     w: &QuantLinear,
     bias: &[f32],
+    residual: Option<(&[f32], usize)>,
     out: &mut [f32],
     out_stride: usize,
     kernel: Kernel,
 ) {
     assert_eq!(bias.len(), w.n);
-    gemm(x, w, out, out_stride, kernel, Some(bias))
+    if let (Some((r, stride)), true) = (residual, x.rows > 0) {
+        assert!(r.len() >= (x.rows - 1) * stride + w.n && stride >= w.n);
+    }
+    gemm(x, w, out, out_stride, kernel, Some((bias, residual)))
 }
+
+/// What an output block starts from: the bias and residual, or `out`'s own values (`None`).
+type Base<'a> = Option<(&'a [f32], Option<(&'a [f32], usize)>)>;
 
 fn gemm(
     x: &QuantRows,
@@ -329,7 +336,7 @@ fn gemm(
     out: &mut [f32],
     out_stride: usize,
     kernel: Kernel,
-    bias: Option<&[f32]>,
+    base: Base,
 ) {
     assert!(
         kernel.available(),
@@ -366,15 +373,19 @@ fn gemm(
                 let scale = &w.scale[col0..col0 + cols];
                 let colsum = &w.colsum[col0..col0 + cols];
                 let (sx, zx) = (x.scale[i], x.zero[i]);
-                let bias = bias.map(|b| &b[col0..col0 + cols]);
-                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, bias);
+                let base = base.map(|(b, res)| {
+                    let res =
+                        res.map(|(r, stride)| &r[i * stride + col0..i * stride + col0 + cols]);
+                    (&b[col0..col0 + cols], res)
+                });
+                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, base);
             }
         });
 }
 
 /// `dst[c] += sx · scale[c] · (acc[c] - zx · colsum[c])`.
-/// `dst[c] = base[c] + sx · scale[c] · (acc[c] - zx · colsum[c])`, where `base` is `bias` if
-/// given, else `dst` itself.
+/// `dst[c] = base[c] + sx · scale[c] · (acc[c] - zx · colsum[c])`, where `base` is
+/// `residual[c] + bias[c]` (or `bias[c]`) if given, else `dst` itself.
 #[allow(clippy::too_many_arguments)]
 fn epilogue(
     kernel: Kernel,
@@ -384,17 +395,21 @@ fn epilogue(
     zx: i32,
     scale: &[f32],
     colsum: &[i32],
-    bias: Option<&[f32]>,
+    base: Option<(&[f32], Option<&[f32]>)>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Vnni {
         // SAFETY: the VNNI kernel runs only where AVX-512F is available.
-        return unsafe { vnni::epilogue(dst, acc, sx, zx, scale, colsum, bias) };
+        return unsafe { vnni::epilogue(dst, acc, sx, zx, scale, colsum, base) };
     }
     let _ = kernel;
     for (c, d) in dst.iter_mut().enumerate() {
-        let base = bias.map_or(*d, |b| b[c]);
-        *d = base + sx * scale[c] * (acc[c] - zx * colsum[c]) as f32;
+        let from = match base {
+            Some((b, Some(r))) => r[c] + b[c],
+            Some((b, None)) => b[c],
+            None => *d,
+        };
+        *d = from + sx * scale[c] * (acc[c] - zx * colsum[c]) as f32;
     }
 }
 
@@ -555,11 +570,11 @@ mod vnni {
         zx: i32,
         scale: &[f32],
         colsum: &[i32],
-        bias: Option<&[f32]>,
+        base: Option<(&[f32], Option<&[f32]>)>,
     ) {
         let n = dst.len();
         assert!(acc.len() >= n && scale.len() >= n && colsum.len() >= n);
-        assert!(bias.is_none_or(|b| b.len() >= n));
+        assert!(base.is_none_or(|(b, r)| b.len() >= n && r.is_none_or(|r| r.len() >= n)));
         let sxv = _mm512_set1_ps(sx);
         let zv = _mm512_set1_epi32(zx);
         let mut c = 0;
@@ -573,8 +588,12 @@ mod vnni {
             let a = _mm512_maskz_loadu_epi32(mask, acc.as_ptr().add(c));
             let k = _mm512_mullo_epi32(zv, _mm512_maskz_loadu_epi32(mask, colsum.as_ptr().add(c)));
             let s = _mm512_maskz_loadu_ps(mask, scale.as_ptr().add(c));
-            let d = match bias {
-                Some(b) => _mm512_maskz_loadu_ps(mask, b.as_ptr().add(c)),
+            let d = match base {
+                Some((b, None)) => _mm512_maskz_loadu_ps(mask, b.as_ptr().add(c)),
+                Some((b, Some(r))) => _mm512_add_ps(
+                    _mm512_maskz_loadu_ps(mask, r.as_ptr().add(c)),
+                    _mm512_maskz_loadu_ps(mask, b.as_ptr().add(c)),
+                ),
                 None => _mm512_maskz_loadu_ps(mask, dst.as_ptr().add(c)),
             };
             let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, k));
@@ -733,8 +752,17 @@ mod tests {
             let mut filled: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
             gemm_accumulate(&q, &w, &mut filled, n, kernel);
             let mut direct = vec![f32::NAN; m * n];
-            gemm_bias(&q, &w, &bias, &mut direct, n, kernel);
+            gemm_bias(&q, &w, &bias, None, &mut direct, n, kernel);
             assert_eq!(filled, direct, "{kernel:?}");
+            // With a residual (rows 2n apart): (residual + bias) first, as the fill pass adds.
+            let res = pseudo(m * 2 * n, 14);
+            let mut filled: Vec<f32> = (0..m * n)
+                .map(|i| res[(i / n) * 2 * n + i % n] + bias[i % n])
+                .collect();
+            gemm_accumulate(&q, &w, &mut filled, n, kernel);
+            let mut direct = vec![f32::NAN; m * n];
+            gemm_bias(&q, &w, &bias, Some((&res, 2 * n)), &mut direct, n, kernel);
+            assert_eq!(filled, direct, "{kernel:?} with a residual");
         }
     }
 
