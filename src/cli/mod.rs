@@ -158,7 +158,9 @@ pub struct RuntimeArgs {
     /// cpu, cuda, cuda:N or metal (cuda and metal need the matching cargo feature)
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute precision (int8: dynamic quantisation of the linears, CPU only)
+    /// Compute precision. bf16 on the CPU: linears and attention products in bf16 with f32 sums
+    /// (AVX512-BF16), everything else f32; int8: dynamic quantisation of the linears (CPU only;
+    /// eval smooths it on the data's first 32 questions)
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
 }
