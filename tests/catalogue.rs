@@ -115,6 +115,58 @@ fn non_finite_linear_weights_are_refused_in_bf16_too() {
     assert!(!tmp.path().join("results").exists());
 }
 
+/// `--dtype bf16` on CPUs without AVX512-BF16 (hidden by `RACE_EVAL_CPU_FEATURES_OFF`): warns
+/// once, saying what runs instead; the AVX-512F kernel's sums are the AVX512-BF16 kernel's bit
+/// for bit, so the logits are too; without AVX-512 the run is f32's.
+#[test]
+fn bf16_without_its_instructions_warns_and_says_what_runs() {
+    if race_eval::model::Bf16Kernel::detect() != Some(race_eval::model::Bf16Kernel::Avx512Bf16) {
+        eprintln!("no AVX512-BF16 here, SKIPPED");
+        return;
+    }
+    let s = sample();
+    let run = |dtype: &str, off: &str| -> (String, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tiny();
+        let mut args = eval_args(m.to_str().unwrap(), &s);
+        args.extend(["--dtype", dtype, "--output-dir", "runs"]);
+        let o = Command::new(env!("CARGO_BIN_EXE_race-eval"))
+            .args(&args)
+            .current_dir(tmp.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .env("RACE_EVAL_CPU_FEATURES_OFF", off)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let run = std::fs::read_dir(tmp.path().join("runs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let preds = std::fs::read_to_string(run.path().join("predictions.jsonl")).unwrap();
+        let logits: Vec<String> = preds
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["logits"].to_string())
+            .collect();
+        (logits.join("\n"), stderr(&o))
+    };
+    let (native, err) = run("bf16", "");
+    assert!(!err.contains("AVX"), "{err}");
+    let (widened, err) = run("bf16", "avx512bf16");
+    assert_eq!(
+        err.matches("no AVX512-BF16").count() + err.matches("not AVX512-BF16").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("widened to f32"), "{err}");
+    assert_eq!(native, widened);
+    let (f32_run, _) = run("f32", "");
+    let (no_avx512, err) = run("bf16", "avx512");
+    assert_eq!(err.matches("runs in f32").count(), 1, "{err}");
+    assert_eq!(no_avx512, f32_run);
+    assert_ne!(native, f32_run, "bf16 gave f32's logits: did bf16 run?");
+}
+
 #[test]
 fn a_non_finite_logit_at_run_time_stops_the_run_naming_the_question() {
     let tmp = tempfile::tempdir().unwrap();

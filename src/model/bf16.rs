@@ -46,10 +46,17 @@ impl Kernel {
             .find(|k| k.available())
     }
 
-    /// Whether this CPU can run the kernel.
+    /// Whether this CPU can run the kernel. `RACE_EVAL_CPU_FEATURES_OFF` (a comma-separated
+    /// list of `avx512bf16`, `avx512`) hides instructions, to run what a CPU without them runs.
     pub fn available(self) -> bool {
+        let hidden = |feature: &str| {
+            std::env::var("RACE_EVAL_CPU_FEATURES_OFF")
+                .is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))
+        };
         match self {
             Self::Scalar => true,
+            _ if hidden("avx512") => false,
+            Self::Avx512Bf16 if hidden("avx512bf16") => false,
             #[cfg(target_arch = "x86_64")]
             Self::Avx512Bf16 => {
                 std::arch::is_x86_feature_detected!("avx512bf16")
