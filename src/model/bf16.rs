@@ -49,10 +49,14 @@ impl Kernel {
     /// Whether this CPU can run the kernel. `RACE_EVAL_CPU_FEATURES_OFF` (a comma-separated
     /// list of `avx512bf16`, `avx512`) hides instructions, to run what a CPU without them runs.
     pub fn available(self) -> bool {
-        let hidden = |feature: &str| {
+        // Read once: `available` is asserted on every GEMM call.
+        static OFF: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let off = OFF.get_or_init(|| {
             std::env::var("RACE_EVAL_CPU_FEATURES_OFF")
-                .is_ok_and(|v| v.split(',').any(|f| f.trim() == feature))
-        };
+                .map(|v| v.split(',').map(|f| f.trim().to_string()).collect())
+                .unwrap_or_default()
+        });
+        let hidden = |feature: &str| off.iter().any(|f| f == feature);
         match self {
             Self::Scalar => true,
             _ if hidden("avx512") => false,
