@@ -138,8 +138,13 @@ impl Layer {
             let p = match deferred.get(&full) {
                 Some(d) => {
                     let (n, k) = (d.shape[0], d.shape[1]);
-                    Bf16Linear::from_row_blocks(n, k, |first, dst| d.read_rows(&full, first, dst))
-                        .map_err(|e| candle_core::Error::msg(format!("{e:#}")))?
+                    let file = d
+                        .open()
+                        .map_err(|e| candle_core::Error::msg(format!("{e:#}")))?;
+                    Bf16Linear::from_row_blocks(n, k, |first, dst| {
+                        d.read_rows(&file, &full, first, dst)
+                    })
+                    .map_err(|e| candle_core::Error::msg(format!("{e:#}")))?
                 }
                 None => {
                     let (n, k) = l.weight().dims2()?;

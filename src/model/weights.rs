@@ -137,15 +137,26 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    /// Rows `first..first + dst.len() / cols` as f32 into `dst`; an error naming the tensor if
-    /// a value is NaN or infinite (as [`check_finite`] does for loaded tensors).
-    pub fn read_rows(&self, name: &str, first: usize, dst: &mut [f32]) -> Result<()> {
+    /// Its file, opened for [`Deferred::read_rows`] (once per tensor, not per block of rows).
+    pub fn open(&self) -> Result<std::fs::File> {
+        std::fs::File::open(&self.file)
+            .with_context(|| format!("cannot reopen {}", self.file.display()))
+    }
+
+    /// Rows `first..first + dst.len() / cols` as f32 into `dst`, from `file` (its
+    /// [`Deferred::open`]); an error naming the tensor if a value is NaN or infinite (as
+    /// [`check_finite`] does for loaded tensors).
+    pub fn read_rows(
+        &self,
+        file: &std::fs::File,
+        name: &str,
+        first: usize,
+        dst: &mut [f32],
+    ) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let cols = self.shape.get(1).copied().unwrap_or(1).max(1);
         let size = self.dtype.size_in_bytes();
         let mut bytes = vec![0u8; dst.len() * size];
-        let file = std::fs::File::open(&self.file)
-            .with_context(|| format!("cannot reopen {}", self.file.display()))?;
         file.read_exact_at(&mut bytes, self.offset + (first * cols * size) as u64)
             .with_context(|| {
                 format!(
