@@ -39,7 +39,10 @@ fn sample() -> PathBuf {
 
 fn request(model: PathBuf, protocol: Protocol, limit: Option<usize>) -> LmRequest {
     LmRequest {
-        model,
+        model: race_eval::open::LmLocation {
+            path: model,
+            hub: None,
+        },
         data: sample(),
         task: Task::Race,
         split: "test".into(),
@@ -272,8 +275,19 @@ fn refusals() {
     let out = race_eval(&["eval", "--model", "no/such.gguf", "--data", data, "-q"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    // Refused before the file is read (an empty file named .gguf).
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("x.gguf");
+    std::fs::write(&empty, b"").unwrap();
     let out = race_eval(&[
-        "eval", "--model", "x.gguf", "--data", data, "--shard", "0/2", "-q",
+        "eval",
+        "--model",
+        empty.to_str().unwrap(),
+        "--data",
+        data,
+        "--shard",
+        "0/2",
+        "-q",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("run it unsharded"));
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/models/tiny-albert");

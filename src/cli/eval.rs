@@ -8,6 +8,7 @@ use crate::features::harness::Protocol;
 use crate::features::FormatConfig;
 use crate::metrics::{Accuracy, LevelScores};
 use crate::model::llama::WeightMode;
+use crate::open::LmLocation;
 
 impl EvalArgs {
     /// The library's description of this evaluation.
@@ -36,15 +37,15 @@ impl EvalArgs {
 
 impl EvalArgs {
     /// The library's description of a decoder-LM evaluation (`--model FILE.gguf` or a Llama/Qwen2 folder).
-    pub fn lm_request(&self) -> Result<LmRequest> {
-        if self.head.is_some() || self.revision.is_some() {
-            bail!("--head and --revision apply to encoder models, not to a decoder LM");
+    pub fn lm_request(&self, model: LmLocation) -> Result<LmRequest> {
+        if self.head.is_some() {
+            bail!("--head applies to encoder models, not to a decoder LM");
         }
         if self.record.shard.is_some() {
             bail!("--shard splits questions, but a decoder LM's prompt holds every earlier question of the article: run it unsharded");
         }
         Ok(LmRequest {
-            model: self.model.clone(),
+            model,
             data: self.data.clone(),
             task: self.task,
             split: self.split.clone(),
@@ -60,13 +61,13 @@ impl EvalArgs {
 }
 
 /// `race-eval eval --model FILE.gguf`: a zero-shot decoder LM.
-fn run_lm(args: &EvalArgs) -> Result<()> {
-    let req = args.lm_request()?;
+fn run_lm(args: &EvalArgs, model: LmLocation) -> Result<()> {
+    let req = args.lm_request(model)?;
     if let Some(p) = &args.predictions {
         crate::paths::refuse_overwrite(
             p,
             "--predictions",
-            &[args.data.clone(), args.model.clone()],
+            &[args.data.clone(), req.model.path.clone()],
             false,
         )?;
     }
@@ -81,7 +82,7 @@ fn run_lm(args: &EvalArgs) -> Result<()> {
     let n = out.predictions.len();
     println!(
         "race-eval: {} on {} (split {}, level {}, zero-shot {})",
-        args.model.display(),
+        req.model.pinned(),
         args.data.display(),
         args.split,
         format!("{:?}", args.level).to_lowercase(),
@@ -111,11 +112,16 @@ fn run_lm(args: &EvalArgs) -> Result<()> {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    if crate::open::is_decoder_lm(&args.model) {
-        return run_lm(args);
+    let hub = crate::open::hub_config(args.quiet);
+    let lm_flags =
+        args.lm.protocol.is_some() || args.lm.limit.is_some() || args.lm.weights.is_some();
+    let spec = args.model.to_string_lossy();
+    if let Some(lm) = crate::open::locate_decoder(&spec, args.revision.as_deref(), &hub, lm_flags)?
+    {
+        return run_lm(args, lm);
     }
-    if args.lm.protocol.is_some() || args.lm.limit.is_some() || args.lm.weights.is_some() {
-        bail!("--protocol, --limit and --weights apply to decoder LMs (--model FILE.gguf, or a Llama/Qwen2 folder)");
+    if lm_flags {
+        bail!("--protocol, --limit and --weights apply to decoder LMs (--model FILE.gguf, a Llama/Qwen2 folder or Hub id, or ORG/NAME/FILE.gguf of a Hub repository), and --model {} is not one", args.model.display());
     }
     let mut req = args.request();
     // Refused before any work when it is plainly the data file; after loading, against every

@@ -79,7 +79,9 @@ pub fn parse_task(s: &str) -> Result<crate::data::Task, String> {
 pub struct EvalArgs {
     /// Model folder in the Hub's layout (config.json, tokenizer.json or spiece.model, and
     /// model.safetensors, pytorch_model.bin or a sharded *.index.json), or a Hub model id
-    /// ORG/NAME or NAME, optionally ID@REVISION. A local folder wins when it exists.
+    /// ORG/NAME or NAME, optionally ID@REVISION. A local folder wins when it exists. Decoder LMs
+    /// (zero-shot, see --protocol): a GGUF file, a Llama/Qwen2 folder or Hub id, or one GGUF
+    /// file of a Hub repository, ORG/NAME/FILE.gguf[@REVISION].
     #[arg(long, value_name = "DIR|ID")]
     pub model: PathBuf,
     /// Branch, tag or commit of a Hub model
@@ -185,8 +187,9 @@ pub struct InfoArgs {
 
 #[derive(Args, Debug)]
 pub struct DownloadArgs {
-    /// A Hub model id (ORG/NAME or NAME, optionally @REVISION) or dataset (hub:ORG/NAME,
-    /// hub:ORG/NAME/CONFIG for one config, optionally @REVISION)
+    /// A Hub model id (ORG/NAME or NAME, optionally @REVISION), one file of a model repository
+    /// (ORG/NAME/FILE, e.g. a decoder LM's GGUF file, optionally @REVISION) or a dataset
+    /// (hub:ORG/NAME, hub:ORG/NAME/CONFIG for one config, optionally @REVISION)
     pub repo: String,
     /// Branch, tag or commit
     #[arg(long)]

@@ -20,14 +20,15 @@ use crate::data::{self, LevelFilter, Task};
 use crate::features::harness::{self, LmDoc, LmIds, Protocol};
 use crate::metrics::LevelScores;
 use crate::model::llama::{Llama, WeightMode};
-use crate::open::{self, OpenedData, OpenedLm};
+use crate::open::{self, LmLocation, OpenedData, OpenedLm};
 use crate::results::{self, ModelInfo, Prediction, RunKind, RunMeta, Settings};
 
 /// What to evaluate, and how.
 #[derive(Debug, Clone)]
 pub struct LmRequest {
-    /// A GGUF file or a transformers Llama/Qwen2 folder.
-    pub model: PathBuf,
+    /// A GGUF file or a transformers Llama/Qwen2 folder, local or from the Hub
+    /// ([`open::locate_decoder`]).
+    pub model: LmLocation,
     pub data: PathBuf,
     pub task: Task,
     pub split: String,
@@ -90,7 +91,7 @@ pub fn score_ids(
 /// Opens the GGUF file and the data, and scores.
 pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
     let started = Instant::now();
-    let model = open::open_lm(&req.model)?;
+    let model = open::open_lm(&req.model.path)?;
     let hub_cfg = open::hub_config(req.quiet);
     let data = open::open_data(&req.data, &req.split, req.level, &hub_cfg)?.with_task(req.task);
     let dataset = data.load(req.level, req.skip_invalid).map_err(|e| {
@@ -215,12 +216,6 @@ pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
 
 /// What the run record says about an LM evaluation.
 pub fn run_meta(req: &LmRequest, out: &LmOutcome) -> Result<RunMeta> {
-    let file = req
-        .model
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = file.strip_suffix(".gguf").unwrap_or(&file).to_string();
     let weight_files = out
         .model
         .weight_files()
@@ -230,8 +225,8 @@ pub fn run_meta(req: &LmRequest, out: &LmOutcome) -> Result<RunMeta> {
     Ok(RunMeta {
         kind: RunKind::Eval,
         model: ModelInfo {
-            name,
-            path: req.model.display().to_string(),
+            name: req.model.name(),
+            path: req.model.pinned(),
             weights_sha256: out.model.weights_hash()?,
             weight_files,
             head: None,

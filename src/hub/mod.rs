@@ -104,6 +104,65 @@ pub fn parse_model_spec(spec: &str, revision: Option<&str>) -> Result<RepoRef> {
     })
 }
 
+/// One file of a Hub model repository, `ORG/NAME/PATH[@REVISION]` (e.g. a GGUF file of a
+/// repository that holds several quantisations): the repository and the file's path in it.
+pub fn parse_model_file_spec(spec: &str, revision: Option<&str>) -> Result<(RepoRef, String)> {
+    let (path, revision) = split_revision(spec, revision, "--model")?;
+    let mut parts = path.splitn(3, '/');
+    let (org, name, file) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(o), Some(n), Some(f)) => (o, n, f),
+        _ => bail!("--model {spec:?} is not a file of a Hub repository: write ORG/NAME/FILE, optionally @REVISION"),
+    };
+    let id = format!("{org}/{name}");
+    if !is_repo_id(&id) || !client::is_safe_path(file) {
+        bail!("--model {spec:?} is not a file of a Hub repository: write ORG/NAME/FILE, optionally @REVISION");
+    }
+    Ok((
+        RepoRef {
+            kind: RepoKind::Model,
+            id,
+            revision: revision.to_string(),
+        },
+        file.to_string(),
+    ))
+}
+
+/// One file of `repo`, and the commit it is at: from the cache when the revision's snapshot
+/// holds it undamaged, else fetched (never asking the Hub under `HF_HUB_OFFLINE`).
+pub fn fetch_file(repo: &RepoRef, file: &str, cfg: &HubConfig) -> Result<(PathBuf, String)> {
+    if let Some(snap) = cfg.snapshot_dir(repo.kind, &repo.id, &repo.revision) {
+        let cached = snap.join(file);
+        if cached.is_file() && verify_snapshot(cfg, repo, &snap, &[file.to_string()])? {
+            let commit = snap
+                .file_name()
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok((cached, commit));
+        }
+    }
+    if cfg.offline {
+        return Err(offline_miss(cfg, repo, file));
+    }
+    let client = Client::new(cfg)?;
+    let listing = client.listing(repo)?;
+    if listing.get(file).is_none() {
+        bail!(
+            "{} has no file {file:?} (it has {})",
+            repo.describe(),
+            listing
+                .files
+                .iter()
+                .map(|f| f.path.as_str())
+                .filter(|p| p.ends_with(".gguf") || !p.contains('/'))
+                .take(12)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let path = fetch_listed(&client, repo, &listing, file)?;
+    Ok((path, listing.commit))
+}
+
 /// `hub:ORG/NAME[/CONFIG][@REVISION]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetSpec {

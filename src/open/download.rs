@@ -19,7 +19,8 @@ pub struct Downloaded {
     pub files: Vec<String>,
 }
 
-/// Fetches a model (`ID[@REV]`) or dataset (`hub:ID[/CONFIG][@REV]`) into the cache, asking the
+/// Fetches a model (`ID[@REV]`), one file of a model repository (`ORG/NAME/FILE[@REV]`, e.g.
+/// a GGUF file), or a dataset (`hub:ID[/CONFIG][@REV]`) into the cache, asking the
 /// Hub for the revision's current commit.
 pub fn download(spec: &str, revision: Option<&str>, cfg: &HubConfig) -> Result<Downloaded> {
     if cfg.offline {
@@ -60,6 +61,26 @@ pub fn download(spec: &str, revision: Option<&str>, cfg: &HubConfig) -> Result<D
             repo: ds.repo,
             commit: listing.commit,
             files,
+        });
+    }
+    let id = spec.rsplit_once('@').map_or(spec, |(id, _)| id);
+    if id.matches('/').count() >= 2 {
+        // One file of a model repository (a GGUF file of a decoder LM).
+        let (repo, file) = hub::parse_model_file_spec(spec, revision)?;
+        let client = Client::new(cfg)?;
+        let listing = client.listing(&repo)?;
+        if listing.get(&file).is_none() {
+            bail!("{} has no file {file:?}", repo.describe());
+        }
+        hub::fetch_listed(&client, &repo, &listing, &file)?;
+        return Ok(Downloaded {
+            snapshot: cfg
+                .repo_dir(RepoKind::Model, &repo.id)
+                .join("snapshots")
+                .join(&listing.commit),
+            repo,
+            commit: listing.commit,
+            files: vec![file],
         });
     }
     let repo = hub::parse_model_spec(spec, revision)?;

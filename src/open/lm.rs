@@ -11,6 +11,7 @@ use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use crate::features::gguf_tokenizer;
+use crate::hub::{self, HubConfig, RepoRef};
 use crate::model::llama::{self, Llama, LlamaConfig, WeightMode};
 
 /// Whether `--model` names a GGUF file (by its extension): decoder LMs are opened from these.
@@ -30,6 +31,124 @@ fn folder_config(dir: &Path) -> Option<serde_json::Value> {
 pub fn is_decoder_lm(spec: &Path) -> bool {
     is_gguf(spec)
         || (spec.is_dir() && folder_config(spec).is_some_and(|c| llama::hf_family(&c).is_some()))
+}
+
+/// A decoder LM that `--model` names, found: its local file or folder, and the Hub repository
+/// and commit it came from (a Hub model id whose `config.json` names a Llama or Qwen2 decoder,
+/// or one GGUF file of a Hub repository, `ORG/NAME/FILE.gguf`).
+#[derive(Debug, Clone)]
+pub struct LmLocation {
+    pub path: PathBuf,
+    pub hub: Option<(RepoRef, String)>,
+}
+
+impl LmLocation {
+    /// What the run record names: the Hub id at its commit (with the file), or the local path.
+    pub fn pinned(&self) -> String {
+        match &self.hub {
+            Some((repo, commit)) if is_gguf(&self.path) => format!(
+                "{}@{commit}/{}",
+                repo.id,
+                self.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            Some((repo, commit)) => format!("{}@{commit}", repo.id),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// A short name: the GGUF file's stem, the Hub repository's name, or the folder's name.
+    pub fn name(&self) -> String {
+        let file = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        if is_gguf(&self.path) {
+            let f = file(&self.path);
+            return f.strip_suffix(".gguf").unwrap_or(&f).to_string();
+        }
+        match &self.hub {
+            Some((repo, _)) => repo.id.rsplit('/').next().unwrap_or(&repo.id).to_string(),
+            None => file(&self.path),
+        }
+    }
+}
+
+/// `--model SPEC` (with `--revision`) when it names a decoder LM, `None` when it names
+/// something else (an encoder, or nothing: [`super::open_model`] then says what is wrong).
+///
+/// - an existing path: a GGUF file or a Llama/Qwen2 folder;
+/// - `ORG/NAME/FILE.gguf[@REV]` that is no local file: that file of the Hub repository;
+/// - a Hub id `ORG/NAME[@REV]` whose `config.json` (fetched alone first, or read from the
+///   cache) names a Llama or Qwen2 decoder: the repository's config, tokenizer.json and
+///   safetensors, as [`super::fetch_model`] brings them.
+///
+/// `expect_decoder` (decoder-only flags were given): a Hub id whose config.json cannot be had
+/// is an error here, not left to the encoder path.
+pub fn locate_decoder(
+    spec: &str,
+    revision: Option<&str>,
+    cfg: &HubConfig,
+    expect_decoder: bool,
+) -> Result<Option<LmLocation>> {
+    let path = Path::new(spec);
+    if path.exists() {
+        if !is_decoder_lm(path) {
+            return Ok(None);
+        }
+        if let Some(r) = revision {
+            bail!("--revision {r} applies to Hub models, but --model {spec} is a local file or folder");
+        }
+        return Ok(Some(LmLocation {
+            path: path.to_path_buf(),
+            hub: None,
+        }));
+    }
+    let id = spec.rsplit_once('@').map_or(spec, |(id, _)| id);
+    if is_gguf(Path::new(id)) {
+        if path.is_absolute() || spec.starts_with('.') || id.matches('/').count() < 2 {
+            bail!("--model {spec}: no such file");
+        }
+        let (repo, file) = hub::parse_model_file_spec(spec, revision)?;
+        let (file_path, commit) = hub::fetch_file(&repo, &file, cfg).with_context(|| {
+            format!("--model {spec}: no local file of that name, so it was taken as file {file} of Hub model {}", repo.id)
+        })?;
+        return Ok(Some(LmLocation {
+            path: file_path,
+            hub: Some((repo, commit)),
+        }));
+    }
+    if path.is_absolute() || spec.starts_with('.') || !hub::is_repo_id(id) {
+        return Ok(None);
+    }
+    let repo = hub::parse_model_spec(spec, revision)?;
+    // Only the config first: an encoder's repository is then fetched by `open_model`, which
+    // reports its own errors (a failure here is left to it too, unless the flags asked for a
+    // decoder).
+    let config = match hub::fetch_file(&repo, "config.json", cfg) {
+        Ok((config, _)) => config,
+        Err(e) if expect_decoder => {
+            return Err(e.context(format!(
+                "--model {spec}: no local file or folder of that name, so it was taken as a Hub model id"
+            )))
+        }
+        Err(_) => return Ok(None),
+    };
+    let family =
+        folder_config(config.parent().unwrap_or(Path::new("."))).and_then(|c| llama::hf_family(&c));
+    if family.is_none() {
+        return Ok(None);
+    }
+    let (dir, commit) = super::fetch_model(&repo, cfg, false).with_context(|| {
+        format!("--model {spec}: a Hub decoder LM (its config.json names a Llama/Qwen2 model)")
+    })?;
+    Ok(Some(LmLocation {
+        path: dir,
+        hub: Some((repo, commit)),
+    }))
 }
 
 /// Where the weights are.

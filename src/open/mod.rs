@@ -7,7 +7,8 @@
 //! - [`open_data`]: RACE's tree, JSON lines, a parquet file or folder, or
 //!   `hub:ORG/NAME[/CONFIG][@REV]` (`dev` is also `validation`).
 //! - [`open_lm`]: a decoder LM in one GGUF file (weights, configuration, tokenizer) or a
-//!   transformers Llama/Qwen2 folder.
+//!   transformers Llama/Qwen2 folder; [`locate_decoder`] finds it locally or on the Hub (a Hub id
+//!   whose config.json names Llama/Qwen2, or `ORG/NAME/FILE.gguf`).
 //! - [`download`]: the same files fetched ahead of time.
 //!
 //! A mistyped local path is reported as a missing folder or file; only a name that could be a
@@ -20,7 +21,10 @@ mod model;
 
 pub use data::{open_data, OpenedData};
 pub use download::{download, Downloaded};
-pub use lm::{is_decoder_lm, is_gguf, open_gguf, open_hf_folder, open_lm, OpenedLm};
+pub use lm::{
+    is_decoder_lm, is_gguf, locate_decoder, open_gguf, open_hf_folder, open_lm, LmLocation,
+    OpenedLm,
+};
 pub use model::{fetch_model, open_config, open_model, plan_model, ModelPlan, OpenedModel};
 
 pub use crate::hub::HubConfig;
