@@ -15,12 +15,19 @@ tests/fixtures/smollm2/reference.json with:
   continuation " " + option tokenised as the harness' `_encode_pair` does (encode context +
   continuation, encode context, split), and per option the summed log-probability of the
   continuation's tokens and each token's log-probability, in float32 (float64 sums).
+- "tasks": the natural extension, every question of a passage scored with the earlier ones
+  answered in its prompt (race-eval's `harness-all`), on RACE-style sets read here from their own
+  files in ../shared (when present), whole passages until 8 questions: the first dialogues of DREAM dev (dev.json: turns joined by
+  "\n", 3 options, the answer given as a choice's text) and the first stories of MCTest mc160 dev
+  (.tsv + .ans: `\newline` markers as newlines, the `one:`/`multiple:` prefix dropped). Recorded as
+  for "race_m": ids only by hash, never the text.
 - "race_m": for the first N articles of RACE-M test (../shared/data/race-m/test.jsonl, when
   present), the harness prompt of the article's LAST question: only the example id, the question
   index, sha256 of the context ids and of each continuation's ids (ids written as decimals joined by
   ","), their lengths, and the log-likelihoods. Never the text (RACE is licensed).
 
 Usage: /work/venv/bin/python scripts/lm_reference.py [--gguf FILE] [--race-m FILE] [--articles N]
+       [--dream FILE] [--mctest FILE.tsv] [--questions N]
 Needs: torch, transformers (4.57.1 here), gguf. Deterministic (CPU, float32).
 """
 
@@ -40,6 +47,9 @@ GGUF = os.path.join(
     "SmolLM2-135M-Instruct.Q4_1.gguf",
 )
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+DREAM = os.path.join(SHARED, "dream", "dev.json")
+MCTEST = os.path.join(SHARED, "mctest", "mc160.dev.tsv")
 RACE_M = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "race-m", "test.jsonl"))
 OUT = os.path.join(ROOT, "tests", "fixtures", "smollm2", "reference.json")
 
@@ -162,11 +172,59 @@ def scored(model, tok, doc, upto):
     return ctx, [p[1] for p in pairs], per_token
 
 
+def dream_docs(path):
+    """DREAM's dialogues as harness documents: (id, doc) in file order."""
+    out = []
+    for turns, questions, did in json.load(open(path, encoding="utf-8")):
+        problems = []
+        for q in questions:
+            letter = "ABCD"[q["choice"].index(q["answer"])]
+            problems.append({"question": q["question"], "options": q["choice"], "answer": letter})
+        out.append((did, {"article": "\n".join(turns), "problems": problems}))
+    return out
+
+
+def mctest_docs(tsv):
+    """MCTest's stories (the .tsv and its .ans) as harness documents."""
+    ans = tsv[: -len(".tsv")] + ".ans"
+    stories = [l for l in open(tsv, encoding="utf-8").read().split("\n") if l.strip()]
+    golds = [l for l in open(ans, encoding="utf-8").read().split("\n") if l.strip()]
+    out = []
+    for line, gold in zip(stories, golds):
+        f = line.split("\t")
+        story = f[2].replace("\\newline", "\n").replace("\\tab", "\t")
+        letters = [g.strip() for g in gold.split("\t")]
+        problems = []
+        for k in range(4):
+            q = f[3 + 5 * k]
+            for prefix in ("one:", "multiple:"):
+                if q.startswith(prefix):
+                    q = q[len(prefix):]
+            problems.append({"question": q.strip(), "options": f[4 + 5 * k : 8 + 5 * k], "answer": letters[k]})
+        out.append((f[0], {"article": story, "problems": problems}))
+    return out
+
+
+def hashed(pid, qi, ctx, conts, per_token):
+    return {
+        "example_id": pid,
+        "question_index": qi,
+        "context_len": len(ctx),
+        "context_sha256": sha256_ids(ctx),
+        "continuation_lens": [len(c) for c in conts],
+        "continuation_sha256": [sha256_ids(c) for c in conts],
+        "logprobs": [sum(t) for t in per_token],
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=GGUF)
     ap.add_argument("--race-m", default=RACE_M)
     ap.add_argument("--articles", type=int, default=6)
+    ap.add_argument("--dream", default=DREAM)
+    ap.add_argument("--mctest", default=MCTEST)
+    ap.add_argument("--questions", type=int, default=8, help="RACE-style tasks: whole passages until this many questions")
     args = ap.parse_args()
     assert file_sha256(args.gguf) == GGUF_SHA256, f"{args.gguf}: not the fetched SmolLM2 Q4_1 file"
     torch.manual_seed(0)
@@ -198,6 +256,19 @@ def main():
                     "logprobs": [sum(t) for t in per_token],
                 }
             )
+    ref["tasks"] = {}
+    for task, path, reader in (("dream", args.dream, dream_docs), ("mctest160", args.mctest, mctest_docs)):
+        if not os.path.exists(path):
+            continue
+        cases = []
+        for pid, doc in reader(path):
+            if len(cases) >= args.questions:
+                break
+            for qi in range(len(doc["problems"])):
+                ctx, conts, per_token = scored(model, tok, doc, qi)
+                cases.append(hashed(pid, qi, ctx, conts, per_token))
+                print(task, pid, qi, len(ctx), [round(sum(t), 4) for t in per_token], file=sys.stderr)
+        ref["tasks"][task] = {"file": os.path.relpath(path, SHARED), "sha256": file_sha256(path), "cases": cases}
     if os.path.exists(args.race_m):
         ref["race_m_sha256"] = file_sha256(args.race_m)
         docs = {}
@@ -215,17 +286,7 @@ def main():
             doc = docs[pid]
             qi = len(doc["problems"]) - 1
             ctx, conts, per_token = scored(model, tok, doc, qi)
-            ref["race_m"].append(
-                {
-                    "example_id": pid,
-                    "question_index": qi,
-                    "context_len": len(ctx),
-                    "context_sha256": sha256_ids(ctx),
-                    "continuation_lens": [len(c) for c in conts],
-                    "continuation_sha256": [sha256_ids(c) for c in conts],
-                    "logprobs": [sum(t) for t in per_token],
-                }
-            )
+            ref["race_m"].append(hashed(pid, qi, ctx, conts, per_token))
             print(pid, len(ctx), [round(sum(t), 4) for t in per_token], file=sys.stderr)
     with open(OUT, "w", encoding="utf-8") as out:
         json.dump(ref, out, ensure_ascii=False, indent=1)

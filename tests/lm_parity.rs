@@ -43,6 +43,17 @@ struct Reference {
     race_m: Vec<RaceCase>,
     #[serde(default)]
     race_m_sha256: Option<String>,
+    #[serde(default)]
+    tasks: std::collections::BTreeMap<String, TaskRef>,
+}
+
+/// A RACE-style set's first passages, every question scored (`harness-all`).
+#[derive(Deserialize)]
+struct TaskRef {
+    /// Under ../shared/data.
+    file: String,
+    sha256: String,
+    cases: Vec<RaceCase>,
 }
 
 #[derive(Deserialize)]
@@ -289,4 +300,141 @@ fn race_m_harness_prompts_and_loglikelihoods() {
     println!("RACE-M: f32 max |Δ| {worst:.2e}; quantized max |Δ| {worst_q:.3}");
     assert!(worst < 2e-3, "{worst}");
     assert!(worst_q < 0.8, "{worst_q}");
+}
+
+/// The harness protocol's natural extension on the RACE-style sets (`--task dream`,
+/// `--task mctest160`, `--protocol harness-all`, from ../shared when present): every question
+/// of the reference's first passages, read by race-eval's task loaders, gets the prompt and
+/// continuation ids that scripts/lm_reference.py built from the raw files itself (by hash), and
+/// log-likelihoods within the dequantised tolerance of transformers'. Then `eval` runs the same
+/// questions end to end and its predictions are the argmaxes of the reference.
+#[test]
+fn race_style_tasks_harness_all_prompts_and_loglikelihoods() {
+    let path = need_gguf!();
+    let r = reference();
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if r.tasks.is_empty() {
+        panic!("the reference has no RACE-style tasks: rerun scripts/lm_reference.py with ../shared present");
+    }
+    let tok = gguf_tokenizer::from_gguf(&path).unwrap();
+    let model = Llama::from_gguf(&path, WeightMode::DequantizeOnUse, &Device::Cpu).unwrap();
+    let mut checked = 0;
+    for (name, t) in &r.tasks {
+        let file = shared.join(&t.file);
+        if !file.is_file() {
+            println!("SKIPPED {name}: {} is not here", file.display());
+            continue;
+        }
+        assert_eq!(
+            race_eval::hash::sha256_files(std::slice::from_ref(&file)).unwrap(),
+            t.sha256,
+            "{name}: not the file the reference was made from"
+        );
+        let task = race_eval::data::Task::from_name(name).unwrap();
+        let cfg = race_eval::open::hub_config(true);
+        let split = "dev";
+        let dataset = race_eval::open::open_data(&file, split, LevelFilter::All, &cfg)
+            .unwrap()
+            .with_task(task)
+            .load(LevelFilter::All, false)
+            .unwrap();
+        let docs = harness::documents(&dataset.questions, Protocol::HarnessAll);
+        let mut worst = 0f64;
+        for (k, case) in t.cases.iter().enumerate() {
+            let doc = &docs[k];
+            let q = &dataset.questions[doc.question];
+            assert_eq!(
+                (q.passage_id.as_str(), q.question_index),
+                (case.example_id.as_str(), case.question_index),
+                "{name}: document {k}"
+            );
+            let ids = harness::encode_doc(&tok, doc).unwrap();
+            let at = format!(
+                "{name} {} question {}",
+                case.example_id, case.question_index
+            );
+            assert_eq!(ids.context.len(), case.context_len, "{at}");
+            assert_eq!(ids_sha256(&ids.context), case.context_sha256, "{at}");
+            for (o, c) in ids.continuations.iter().enumerate() {
+                assert_eq!(c.len(), case.continuation_lens[o], "{at}");
+                assert_eq!(ids_sha256(c), case.continuation_sha256[o], "{at}");
+            }
+            let cache = model.prompt(&ids.context).unwrap();
+            let got = model
+                .continuation_logprobs(&cache, &ids.continuations)
+                .unwrap();
+            for (o, tp) in got.iter().enumerate() {
+                let sum: f64 = tp.iter().map(|&v| v as f64).sum();
+                worst = worst.max((sum - case.logprobs[o]).abs());
+            }
+        }
+        println!(
+            "{name}: {} questions, f32 max |Δ| {worst:.2e}",
+            t.cases.len()
+        );
+        assert!(worst < 2e-3, "{name}: {worst}");
+
+        // End to end: `eval --task NAME --protocol harness-all --limit N`.
+        let dir = tempfile::tempdir().unwrap();
+        let preds = dir.path().join("p.jsonl");
+        let n = t.cases.len().to_string();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_race-eval"))
+            .current_dir(dir.path())
+            .args(["eval", "--model", path.to_str().unwrap(), "--data"])
+            .arg(&file)
+            .args([
+                "--task",
+                name,
+                "--split",
+                split,
+                "--protocol",
+                "harness-all",
+            ])
+            .args([
+                "--limit",
+                &n,
+                "--predictions",
+                preds.to_str().unwrap(),
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(&preds)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), t.cases.len());
+        for (row, case) in rows.iter().zip(&t.cases) {
+            let best =
+                harness::argmax(&case.logprobs.iter().map(|&v| v as f32).collect::<Vec<_>>());
+            assert_eq!(
+                row["pred"].as_u64().unwrap() as usize,
+                best,
+                "{name} {}",
+                case.example_id
+            );
+        }
+        let summary = std::fs::read_dir(dir.path().join("results"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("summary.json");
+        let text = std::fs::read_to_string(summary).unwrap();
+        assert!(
+            text.contains("harness-all"),
+            "the run record names the protocol"
+        );
+        checked += 1;
+    }
+    if checked == 0 {
+        println!("SKIPPED: none of the reference's RACE-style files is in ../shared");
+    }
 }
