@@ -21,13 +21,18 @@ tests/fixtures/smollm2/reference.json with:
   "\n", 3 options, the answer given as a choice's text) and the first stories of MCTest mc160 dev
   (.tsv + .ans: `\newline` markers as newlines, the `one:`/`multiple:` prefix dropped). Recorded as
   for "race_m": ids only by hash, never the text.
+- "requant" (with --requant): SmolLM2 quantised again into Q8_0, Q4_0, Q5_0, Q4_K and Q6_K
+  files by tests/lm_quant_types.rs (run it first: it writes them beside the Q4_1 file), each read
+  by transformers (gguf-py dequantises every type) and scoring the "own" items: per type the
+  file's sha256 and per item the options' log-likelihoods. `--requant-only` updates just this part
+  of the existing reference.
 - "race_m": for the first N articles of RACE-M test (../shared/data/race-m/test.jsonl, when
   present), the harness prompt of the article's LAST question: only the example id, the question
   index, sha256 of the context ids and of each continuation's ids (ids written as decimals joined by
   ","), their lengths, and the log-likelihoods. Never the text (RACE is licensed).
 
 Usage: /work/venv/bin/python scripts/lm_reference.py [--gguf FILE] [--race-m FILE] [--articles N]
-       [--dream FILE] [--mctest FILE.tsv] [--questions N]
+       [--dream FILE] [--mctest FILE.tsv] [--questions N] [--requant | --requant-only]
 Needs: torch, transformers (4.57.1 here), gguf. Deterministic (CPU, float32).
 """
 
@@ -217,11 +222,35 @@ def hashed(pid, qi, ctx, conts, per_token):
     }
 
 
+REQUANT = ["Q8_0", "Q4_0", "Q5_0", "Q4_K", "Q6_K"]
+
+
+def requant(gguf, tok):
+    """The own items scored by transformers on each requantised file present."""
+    d = os.path.dirname(os.path.abspath(gguf))
+    out = {}
+    for kind in REQUANT:
+        f = f"SmolLM2-135M-Instruct.requant-{kind}.gguf"
+        if not os.path.exists(os.path.join(d, f)):
+            sys.exit(f"{f} is missing: run `cargo test --release --test lm_quant_types` first")
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+        lps = []
+        for doc in OWN:
+            for qi in range(len(doc["problems"])):
+                _, _, per_token = scored(model, tok, doc, qi)
+                lps.append([sum(t) for t in per_token])
+        out[kind] = {"sha256": file_sha256(os.path.join(d, f)), "logprobs": lps}
+        print(kind, [round(x, 4) for x in lps[0]], file=sys.stderr)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", default=GGUF)
     ap.add_argument("--race-m", default=RACE_M)
     ap.add_argument("--articles", type=int, default=6)
+    ap.add_argument("--requant", action="store_true", help="also score the requantised files")
+    ap.add_argument("--requant-only", action="store_true", help="update only the requant part")
     ap.add_argument("--dream", default=DREAM)
     ap.add_argument("--mctest", default=MCTEST)
     ap.add_argument("--questions", type=int, default=8, help="RACE-style tasks: whole passages until this many questions")
@@ -231,6 +260,13 @@ def main():
     torch.set_num_threads(2)
     d, f = os.path.split(os.path.abspath(args.gguf))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    if args.requant_only:
+        ref = json.load(open(OUT, encoding="utf-8"))
+        ref["requant"] = requant(args.gguf, tok)
+        with open(OUT, "w", encoding="utf-8") as out:
+            json.dump(ref, out, ensure_ascii=False, indent=1)
+            out.write("\n")
+        return
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
 
     ref = {
@@ -288,6 +324,8 @@ def main():
             ctx, conts, per_token = scored(model, tok, doc, qi)
             ref["race_m"].append(hashed(pid, qi, ctx, conts, per_token))
             print(pid, len(ctx), [round(sum(t), 4) for t in per_token], file=sys.stderr)
+    if args.requant:
+        ref["requant"] = requant(args.gguf, tok)
     with open(OUT, "w", encoding="utf-8") as out:
         json.dump(ref, out, ensure_ascii=False, indent=1)
         out.write("\n")
