@@ -79,7 +79,7 @@ fn requantized(q41: &Path, kind: &str, dtype: GgmlDType) -> PathBuf {
         let dims = q.shape().dims().to_vec();
         let t = if dims.len() == 2 {
             let w = q.dequantize(&Device::Cpu).unwrap();
-            let to = if dims[1] % dtype.block_size() == 0 {
+            let to = if dims[1].is_multiple_of(dtype.block_size()) {
                 dtype
             } else {
                 GgmlDType::Q8_0
