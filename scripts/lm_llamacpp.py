@@ -15,6 +15,11 @@ agreement and max |delta| of the option log-likelihoods, plus both wall times (e
 whole run: load and scoring). Documents off by more than 0.5 nats are counted (a tokenisation
 difference shows as one: race-eval's tokenizer is built from the same GGUF metadata).
 
+`--ids-only FILE`: no scoring; llama.cpp's token ids of every document of the protocol (context and
+each continuation, split as `_encode_pair` splits), one sha256 (its first 16 hex digits) per document over
+"context;cont1;cont2;..." (ids as decimals joined by ","), written to FILE as JSON with the data
+file's sha256: tests/lm_parity.rs checks race-eval's GGUF tokenizer against it (no RACE text).
+
 Usage: /work/venv/bin/python scripts/lm_llamacpp.py [--limit N] [--threads 2] [--work DIR]
        [--race-eval target/release/race-eval] [--weights quantized]
 Needs: llama-cpp-python (`pip install llama-cpp-python` builds llama.cpp; 0.3.x here), numpy.
@@ -56,6 +61,23 @@ def documents(path, protocol):
     return out
 
 
+def encode_pair(tok, d, qi):
+    """The harness' prompt for question qi and its `_encode_pair` split of each option."""
+    context = ref.doc_to_text(d, qi)
+    conts = [" " + o for o in d["problems"][qi]["options"]]
+    n_sp = len(context) - len(context.rstrip())
+    if n_sp:
+        conts = [context[-n_sp:] + c for c in conts]
+        context = context[:-n_sp]
+    ctx = tok(context)
+    out = []
+    for c in conts:
+        whole = tok(context + c)
+        assert whole[: len(ctx)] == ctx
+        out.append(whole[len(ctx):])
+    return ctx, out
+
+
 def log_softmax_rows(logits):
     x = logits.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
@@ -72,6 +94,7 @@ def main():
     ap.add_argument("--work", default="/tmp/race-eval-llamacpp")
     ap.add_argument("--race-eval", default=os.path.join(ROOT, "target", "release", "race-eval"))
     ap.add_argument("--weights", default="quantized")
+    ap.add_argument("--ids-only", default=None, metavar="FILE")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     import llama_cpp
@@ -79,6 +102,21 @@ def main():
     docs = documents(args.race_m, args.protocol)
     if args.limit:
         docs = docs[: args.limit]
+    if args.ids_only:
+        vocab = llama_cpp.Llama(model_path=args.gguf, vocab_only=True, verbose=False)
+        tok = lambda s: vocab.tokenize(s.encode("utf-8"), add_bos=False, special=False)  # noqa: E731
+        out = []
+        for pid, qi, d in docs:
+            ctx, conts = encode_pair(tok, d, qi)
+            text = ";".join(",".join(str(i) for i in ids) for ids in [ctx] + conts)
+            out.append([pid, qi, ref.hashlib.sha256(text.encode("ascii")).hexdigest()[:16]])
+        head = {"llama_cpp_python": llama_cpp.__version__, "gguf_sha256": ref.GGUF_SHA256,
+                "data_sha256": ref.file_sha256(args.race_m), "protocol": args.protocol}
+        with open(args.ids_only, "w") as f:
+            f.write(json.dumps(head)[:-1] + ', "docs": [\n')
+            f.write(",\n".join(json.dumps(d) for d in out) + "\n]}\n")
+        print(f"{args.ids_only}: {len(out)} documents", file=sys.stderr)
+        return
 
     start = time.perf_counter()
     llm = llama_cpp.Llama(
@@ -89,22 +127,12 @@ def main():
     llama_ll = {}
     n_tokens = 0
     for pid, qi, d in docs:
-        context = ref.doc_to_text(d, qi)
-        conts = [" " + o for o in d["problems"][qi]["options"]]
-        # The harness' _encode_pair: trailing spaces of the context move to the continuation.
-        n_sp = len(context) - len(context.rstrip())
-        if n_sp:
-            conts = [context[-n_sp:] + c for c in conts]
-            context = context[:-n_sp]
-        ctx = tok(context)
+        ctx, conts = encode_pair(tok, d, qi)
         llm.reset()
         llm.eval(ctx)
         n_tokens += len(ctx)
         lls = []
-        for c in conts:
-            whole = tok(context + c)
-            cont = whole[len(ctx):]
-            assert whole[: len(ctx)] == ctx, (pid, qi)
+        for cont in conts:
             llm.n_tokens = len(ctx)  # drop the previous option; eval trims the cache from here
             llm.eval(cont[:-1]) if len(cont) > 1 else None
             n_tokens += len(cont) - 1
