@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::attention512;
+use super::attention_bf16;
 use super::bf16::{self, Bf16Linear, Bf16Rows};
 use super::kernels;
 use super::quant::{self, QuantLinear};
@@ -592,7 +593,8 @@ fn check_attention_bounds(io: &AttentionIo, ctx: &[f32], mask: &[f32], d: &Dims)
 }
 
 /// Attention in the layer's precision (`w`: one of its linears' weights): both products in
-/// bf16 when its linears are bf16, else in f32 (with the AVX-512 kernels for int8 layers).
+/// bf16 when its linears are bf16, else in f32; int8 layers take [`attention_bf16`]'s
+/// `vdpbf16ps` kernels where the CPU has AVX512-BF16, else [`attention512`]'s AVX-512 f32 ones.
 fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, w: &Weight) {
     match w.bf16 {
         Some((_, kernel)) => attention_bf16(io, ctx, mask, d, kernel),
@@ -651,8 +653,9 @@ fn attention_bf16(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, ker
 }
 
 /// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`. `int8`: the
-/// layer runs in int8, whose attention takes the AVX-512 kernels of [`attention512`] where
-/// the CPU has them.
+/// layer runs in int8, whose attention takes the bf16 kernels of [`attention_bf16`] where the
+/// CPU has AVX512-BF16, else the f32 AVX-512 kernels of [`attention512`] where it has
+/// AVX-512F.
 fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bool) {
     let dh = d.head_dim;
     let scale = 1.0 / (dh as f32).sqrt();
@@ -668,6 +671,43 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bo
         })
         .collect();
     let out = SharedMut(ctx.as_mut_ptr());
+    if int8 && attention_bf16::available(dh) {
+        // One task per (sequence, head): K and V are rounded and packed once for its queries.
+        let heads: Vec<(usize, usize)> = tasks
+            .iter()
+            .filter(|t| t.2 == 0)
+            .map(|t| (t.0, t.1))
+            .collect();
+        heads.into_par_iter().for_each_init(
+            attention_bf16::Scratch::default,
+            |scratch, (b, head)| {
+                let s = io.seqs[b];
+                let q = s.q0 * io.q_row + head * dh;
+                let k = s.k0 * io.kv_row + io.k_off + head * dh;
+                let v = s.k0 * io.kv_row + io.v_off + head * dh;
+                let c = s.c0 * io.ctx_row + head * dh;
+                // SAFETY: as for the gemm calls below; `available` was checked.
+                unsafe {
+                    attention_bf16::head(
+                        io.q.as_ptr().add(q),
+                        io.q_row,
+                        io.kv.as_ptr().add(k),
+                        io.kv.as_ptr().add(v),
+                        io.kv_row,
+                        out.at(c),
+                        io.ctx_row,
+                        s.queries,
+                        s.keys,
+                        dh,
+                        &mask[s.mask0..][..s.keys],
+                        scale,
+                        scratch,
+                    );
+                }
+            },
+        );
+        return;
+    }
     if int8 && attention512::available(dh) {
         // One task per (sequence, head): K and V are packed once for all its queries.
         let heads: Vec<(usize, usize)> = tasks
