@@ -349,38 +349,92 @@ fn gemm(
     }
     assert!(out.len() >= (m - 1) * out_stride + n && out_stride >= n);
     let row_blocks = m.div_ceil(ROWS);
-    // Work items: (row block, pair of tiles); each writes its own rows × columns of `out`.
     let col_blocks = n.div_ceil(2 * TILE);
+    // Work items: (panel of column blocks, row block), panel-major, each running the panel's
+    // column blocks (pairs of tiles) for its rows: the row block's bytes stay in L1 across the
+    // panel, and a thread's consecutive items reuse the panel's weights from its L2 instead of
+    // streaming the whole weight matrix once per row block.
+    let per_panel = (PANEL_BYTES / (2 * TILE * x.kp).max(1)).clamp(1, col_blocks);
+    let panels = col_blocks.div_ceil(per_panel);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    (0..row_blocks * col_blocks)
-        .into_par_iter()
-        .for_each(|item| {
-            let (rb, cb) = (item / col_blocks, item % col_blocks);
-            let mut acc = [[0i32; 2 * TILE]; ROWS];
-            let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
-            let tiles = (cb * 2, (cb * 2 + 1).min(w.n.div_ceil(TILE) - 1));
-            micro_kernel(kernel, xs, x.kp, w, tiles, &mut acc);
-            let rows = ROWS.min(m - rb * ROWS);
-            let col0 = cb * 2 * TILE;
-            let cols = (2 * TILE).min(n - col0);
-            for (r, acc_row) in acc.iter().enumerate().take(rows) {
-                let i = rb * ROWS + r;
-                // SAFETY: row i, columns col0..col0+cols of `out` are within the bounds asserted
-                // above and belong to this work item alone.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride + col0), cols)
-                };
-                let scale = &w.scale[col0..col0 + cols];
-                let colsum = &w.colsum[col0..col0 + cols];
-                let (sx, zx) = (x.scale[i], x.zero[i]);
-                let base = base.map(|(b, res)| {
-                    let res =
-                        res.map(|(r, stride)| &r[i * stride + col0..i * stride + col0 + cols]);
-                    (&b[col0..col0 + cols], res)
-                });
-                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, base);
-            }
+    (0..panels * row_blocks).into_par_iter().for_each(|item| {
+        let (panel, rb) = (item / row_blocks, item % row_blocks);
+        for cb in panel * per_panel..((panel + 1) * per_panel).min(col_blocks) {
+            // SAFETY: `out` holds the (m × n) view with row stride `out_stride` (asserted
+            // above); this item alone writes these rows × columns.
+            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel, base) };
+        }
+    });
+}
+
+/// Bytes of weights per panel of column blocks (a share of a core's L2).
+const PANEL_BYTES: usize = 256 * 1024;
+
+/// Rows `rb · ROWS…` × columns of column block `cb` (two tiles) of the product, with the
+/// epilogue.
+///
+/// # Safety
+/// `out` must hold the (x.rows × w.n) view with row stride `out_stride`, and no one else may
+/// touch this block meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    x: &QuantRows,
+    w: &QuantLinear,
+    rb: usize,
+    cb: usize,
+    out: SharedOut,
+    out_stride: usize,
+    kernel: Kernel,
+    base: Base,
+) {
+    let (m, n) = (x.rows, w.n);
+    let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
+    let tiles = (cb * 2, (cb * 2 + 1).min(w.n.div_ceil(TILE) - 1));
+    let rows = ROWS.min(m - rb * ROWS);
+    let col0 = cb * 2 * TILE;
+    let cols = (2 * TILE).min(n - col0);
+    let row0 = rb * ROWS;
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni {
+        let groups = w.groups();
+        let tile = |t: usize| &w.packed[t * groups * TILE * GROUP..(t + 1) * groups * TILE * GROUP];
+        let epi = vnni::Epilogue {
+            rows,
+            cols,
+            sx: &x.scale[row0..row0 + ROWS],
+            zx: &x.zero[row0..row0 + ROWS],
+            scale: &w.scale[col0..col0 + cols],
+            colsum: &w.colsum[col0..col0 + cols],
+            bias: base.map(|(b, _)| &b[col0..col0 + cols]),
+            residual: base.and_then(|(_, r)| r).map(|(r, stride)| {
+                assert!(r.len() >= (row0 + rows - 1) * stride + col0 + cols);
+                (r.as_ptr().wrapping_add(row0 * stride + col0), stride)
+            }),
+            out: out.at(row0 * out_stride + col0),
+            out_stride,
+        };
+        // SAFETY: the VNNI kernel is available (checked by `gemm`); the epilogue's slices are
+        // sized above, its pointers lie in `out` and the residual (the caller's contract).
+        return unsafe {
+            vnni::kernel_epilogue(xs, x.kp, groups, tile(tiles.0), tile(tiles.1), &epi)
+        };
+    }
+    let mut acc = [[0i32; 2 * TILE]; ROWS];
+    micro_kernel(kernel, xs, x.kp, w, tiles, &mut acc);
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let i = row0 + r;
+        // SAFETY: row i, columns col0..col0+cols of `out` are within the view (the caller's
+        // contract) and belong to this block alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * out_stride + col0), cols) };
+        let scale = &w.scale[col0..col0 + cols];
+        let colsum = &w.colsum[col0..col0 + cols];
+        let (sx, zx) = (x.scale[i], x.zero[i]);
+        let base = base.map(|(b, res)| {
+            let res = res.map(|(r, stride)| &r[i * stride + col0..i * stride + col0 + cols]);
+            (&b[col0..col0 + cols], res)
         });
+        epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, base);
+    }
 }
 
 /// `dst[c] += sx · scale[c] · (acc[c] - zx · colsum[c])`.
@@ -506,6 +560,96 @@ mod vnni {
         for (r, ar) in a.iter().enumerate() {
             _mm512_storeu_si512(acc[r].as_mut_ptr() as *mut _, ar[0]);
             _mm512_storeu_si512(acc[r].as_mut_ptr().add(TILE) as *mut _, ar[1]);
+        }
+    }
+
+    /// What [`kernel_epilogue`] writes: `rows` × `cols` outputs at `out` (rows `out_stride`
+    /// apart), each `base + sx[r] · scale[c] · (acc - zx[r] · colsum[c])` with `base` the bias
+    /// (plus the residual, rows `stride` apart) or, without a bias, `out`'s own value.
+    pub struct Epilogue<'a> {
+        pub rows: usize,
+        pub cols: usize,
+        pub sx: &'a [f32],
+        pub zx: &'a [i32],
+        pub scale: &'a [f32],
+        pub colsum: &'a [i32],
+        pub bias: Option<&'a [f32]>,
+        pub residual: Option<(*const f32, usize)>,
+        pub out: *mut f32,
+        pub out_stride: usize,
+    }
+
+    /// [`kernel`] with the epilogue ([`super::epilogue`]'s arithmetic, in the same order) applied
+    /// to the sums in registers.
+    ///
+    /// # Safety
+    /// As [`kernel`]; `e`'s slices hold `rows` / `cols` values (at most [`ROWS`] / 2 ·
+    /// [`TILE`]), and its pointers `rows` rows of `cols` values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn kernel_epilogue(
+        xs: &[u8],
+        kp: usize,
+        groups: usize,
+        w0: &[i8],
+        w1: &[i8],
+        e: &Epilogue,
+    ) {
+        assert!(xs.len() >= ROWS * kp && w0.len() >= groups * 64 && w1.len() >= groups * 64);
+        assert!(e.rows <= ROWS && e.cols <= 2 * TILE && e.sx.len() >= e.rows);
+        assert!(e.zx.len() >= e.rows && e.scale.len() >= e.cols && e.colsum.len() >= e.cols);
+        assert!(e.bias.is_none_or(|b| b.len() >= e.cols));
+        let mut a = [[_mm512_setzero_si512(); 2]; ROWS];
+        let (xp, p0, p1) = (xs.as_ptr(), w0.as_ptr(), w1.as_ptr());
+        for g in 0..groups {
+            let b0 = _mm512_loadu_si512(p0.add(g * 64) as *const _);
+            let b1 = _mm512_loadu_si512(p1.add(g * 64) as *const _);
+            for (r, ar) in a.iter_mut().enumerate() {
+                let v = (xp.add(r * kp + g * GROUP) as *const i32).read_unaligned();
+                let x = _mm512_set1_epi32(v);
+                ar[0] = _mm512_dpbusd_epi32(ar[0], x, b0);
+                ar[1] = _mm512_dpbusd_epi32(ar[1], x, b1);
+            }
+        }
+        let mask = |c0: usize| -> __mmask16 {
+            let left = e.cols.saturating_sub(c0).min(16);
+            ((1u32 << left) - 1) as __mmask16
+        };
+        let m = [mask(0), mask(16)];
+        let s = [
+            _mm512_maskz_loadu_ps(m[0], e.scale.as_ptr()),
+            _mm512_maskz_loadu_ps(m[1], e.scale.as_ptr().wrapping_add(16)),
+        ];
+        let cs = [
+            _mm512_maskz_loadu_epi32(m[0], e.colsum.as_ptr()),
+            _mm512_maskz_loadu_epi32(m[1], e.colsum.as_ptr().wrapping_add(16)),
+        ];
+        let b = e.bias.map(|b| {
+            [
+                _mm512_maskz_loadu_ps(m[0], b.as_ptr()),
+                _mm512_maskz_loadu_ps(m[1], b.as_ptr().wrapping_add(16)),
+            ]
+        });
+        for (r, ar) in a.iter().enumerate().take(e.rows) {
+            let sxv = _mm512_set1_ps(*e.sx.get_unchecked(r));
+            let zv = _mm512_set1_epi32(*e.zx.get_unchecked(r));
+            let o = e.out.add(r * e.out_stride);
+            for h in 0..2 {
+                if m[h] == 0 {
+                    break;
+                }
+                let k = _mm512_mullo_epi32(zv, cs[h]);
+                let d = match (b, e.residual) {
+                    (Some(b), None) => b[h],
+                    (Some(b), Some((res, stride))) => _mm512_add_ps(
+                        _mm512_maskz_loadu_ps(m[h], res.add(r * stride + 16 * h)),
+                        b[h],
+                    ),
+                    (None, _) => _mm512_maskz_loadu_ps(m[h], o.add(16 * h)),
+                };
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(ar[h], k));
+                let y = _mm512_fmadd_ps(_mm512_mul_ps(v, s[h]), sxv, d);
+                _mm512_mask_storeu_ps(o.add(16 * h), m[h], y);
+            }
         }
     }
 
