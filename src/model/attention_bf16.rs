@@ -11,7 +11,7 @@
 //!
 //! - scores = scale · Q Kᵀ + mask, 12 queries × 32 keys in 24 registers, scaled and masked in
 //!   registers before the one store;
-//! - per row: the max, then `e = exp(s - max)` (AVX-512, [`exp`]) summed in f32 and stored
+//! - per row: the max, then `e = exp(s - max)` (AVX-512, [`super::kernels::exp512`]) summed in f32 and stored
 //!   as bf16 (unnormalised);
 //! - context = (e V) / Σ e: the division is applied to the head-size outputs, not the keys.
 
@@ -86,36 +86,9 @@ pub unsafe fn head(
     }
 }
 
-/// e^x, 16 lanes: x = n ln 2 + r (n rounded to nearest, |r| ≤ ln2 / 2), e^r by its degree-6
-/// Taylor polynomial in FMA form and 2^n applied by `vscalefps` (which gives 0 and ∞ at the
-/// ends instead of wrapping the exponent). Inputs are clamped to [-104, 89]: below, the result
-/// is 0 or subnormal in f32 anyway. Relative error below 3e-7 where the result is normal.
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub unsafe fn exp(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::*;
-    let x = _mm512_min_ps(
-        _mm512_max_ps(x, _mm512_set1_ps(-104.0)),
-        _mm512_set1_ps(89.0),
-    );
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-    );
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm512_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-    }
-    _mm512_scalef_ps(p, n)
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::kernels;
     use super::{Scratch, BLOCK, KEYS};
     use std::arch::x86_64::*;
 
@@ -299,10 +272,14 @@ mod x86 {
         for c in (0..n).step_by(32) {
             let d0 = _mm512_sub_ps(_mm512_loadu_ps(s.add(c)), max);
             let d1 = _mm512_sub_ps(_mm512_loadu_ps(s.add(c + 16)), max);
-            let e0 =
-                _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(d0, floor), super::exp(d0));
-            let e1 =
-                _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(d1, floor), super::exp(d1));
+            let e0 = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask::<_CMP_GE_OQ>(d0, floor),
+                kernels::exp512(d0),
+            );
+            let e1 = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask::<_CMP_GE_OQ>(d1, floor),
+                kernels::exp512(d1),
+            );
             sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
             let b: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(e1, e0));
             _mm512_storeu_si512(p.add(c) as *mut __m512i, b);
@@ -451,50 +428,6 @@ mod tests {
                     assert!(
                         (got - want).abs() < 2e-2,
                         "dh {dh} ({i}, {d}): {got} vs unrounded {want}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// The AVX-512 exp against f64 over the range softmax and GELU use, and at the ends.
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn exp_is_accurate() {
-        use std::arch::x86_64::*;
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("SKIPPED: no AVX-512F");
-            return;
-        }
-        let xs: Vec<f32> = (-87_000..=88_000)
-            .step_by(7)
-            .map(|i| i as f32 * 0.001)
-            .chain([
-                -1000.0,
-                -104.0,
-                0.0,
-                89.0,
-                1000.0,
-                f32::INFINITY,
-                f32::NEG_INFINITY,
-            ])
-            .collect();
-        for c in xs.chunks(16) {
-            let mut a = [0f32; 16];
-            a[..c.len()].copy_from_slice(c);
-            let mut out = [0f32; 16];
-            // SAFETY: AVX-512F checked above.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp(_mm512_loadu_ps(a.as_ptr()))) };
-            for (&x, &e) in a.iter().zip(&out).take(c.len()) {
-                let want = (x as f64).exp();
-                if want > f32::MAX as f64 {
-                    assert_eq!(e, f32::INFINITY, "exp({x})");
-                } else if want < 1e-37 {
-                    assert!((0.0..1e-37).contains(&e), "exp({x}) = {e}");
-                } else {
-                    assert!(
-                        ((e as f64 - want) / want).abs() < 3e-7,
-                        "exp({x}) = {e} vs {want}"
                     );
                 }
             }
