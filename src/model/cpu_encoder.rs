@@ -519,22 +519,29 @@ fn layer_norm_rows(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
         .for_each(|rows| kernels::layer_norm_rows(rows, weight, bias, eps));
 }
 
-/// The activation in place: GELU (both forms) and ReLU by race-eval's kernels, the rest by
-/// candle's op on a copy.
-fn activate(x: &mut [f32], act: Activation) -> Result<()> {
-    let f: fn(&mut [f32]) = match act {
+/// race-eval's in-place kernel for `act`: GELU (both forms), ReLU and the identity; `None`
+/// for the others (candle's ops run them).
+fn activation_kernel(act: Activation) -> Option<fn(&mut [f32])> {
+    Some(match act {
         Activation::GeluTanh => kernels::gelu_tanh_in_place,
         Activation::Gelu => kernels::gelu_erf_in_place,
         Activation::Relu => |c| c.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Linear => return Ok(()),
-        other => {
+        Activation::Linear => |_| {},
+        _ => return None,
+    })
+}
+
+/// The activation in place: by [`activation_kernel`], else by candle's op on a copy.
+fn activate(x: &mut [f32], act: Activation) -> Result<()> {
+    match (act, activation_kernel(act)) {
+        (Activation::Linear, _) => {}
+        (_, Some(f)) => x.par_chunks_mut(kernels::CHUNK).for_each(f),
+        (other, None) => {
             let t = Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu)?;
             let y = other.forward(&t)?.to_vec1::<f32>()?;
             x.copy_from_slice(&y);
-            return Ok(());
         }
-    };
-    x.par_chunks_mut(kernels::CHUNK).for_each(f);
+    }
     Ok(())
 }
 
@@ -842,9 +849,7 @@ fn layer_full(
             bf16::gemm_accumulate(&bx, bw, &mut out[..ov.extent()], ov.stride, kernel);
         }
     } else {
-        for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
-            project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot, h, par);
-        }
+        project_shared(x, xv, &[w.q, w.k, w.v], &mut bufs.qkv, 0, h, par);
     }
     let io = AttentionIo {
         q: &bufs.qkv,
@@ -881,19 +886,85 @@ fn layer_full(
     // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
     let fv = View::dense(n, d.inter);
     linear_bias_into(&bufs.att, xv, w.ffn.0, w.ffn.1, None, &mut bufs.ff, fv, par);
-    activate(&mut bufs.ff, layer.activation)?;
-    linear_bias_into(
-        &bufs.ff,
+    activate_linear_into(
+        &mut bufs.ff,
         fv,
-        w.ffn_out.0,
-        w.ffn_out.1,
+        layer.activation,
+        w.ffn_out,
         Some((&bufs.att, xv)),
         x,
         xv,
         par,
-    );
+    )?;
     layer_norm_rows(x, w.norm2.0, w.norm2.1, layer.eps);
     Ok(())
+}
+
+/// `out = (residual +) bias + act(a) · wᵀ` for `(w, bias)`, with `act` applied to `a` in place:
+/// an int8 weight takes the activation row by row inside its input's quantisation (no pass of
+/// its own) where race-eval has a kernel for it.
+#[allow(clippy::too_many_arguments)]
+fn activate_linear_into(
+    a: &mut [f32],
+    av: View,
+    act: Activation,
+    (w, bias): (Weight, &[f32]),
+    residual: Option<(&[f32], View)>,
+    out: &mut [f32],
+    ov: View,
+    par: Parallelism,
+) -> Result<()> {
+    if let (Some((qw, kernel)), Some(f)) = (w.int8, activation_kernel(act)) {
+        assert!(qw.n == ov.cols && qw.k == av.cols && a.len() >= av.extent());
+        if av.rows == 0 {
+            return Ok(());
+        }
+        let qx = quant::quantize_rows_activated(a, av.rows, av.cols, av.stride, qw, f);
+        let res = residual.map(|(r, rv)| (r, rv.stride));
+        let out = &mut out[..ov.extent()];
+        quant::gemm_bias(&qx, qw, bias, res, out, ov.stride, kernel);
+        return Ok(());
+    }
+    activate(a, act)?;
+    linear_bias_into(a, av, w, bias, residual, out, ov, par);
+    Ok(())
+}
+
+/// Linears `ws` that read the same rows `x` (of Q, K, V), each into its column block of the
+/// (rows × 3H) `qkv` buffer `out` (block `first + i` for `ws[i]`): int8 weights that quantise
+/// their input alike ([`QuantLinear::same_input`]) share one quantisation of `x` (while
+/// calibrating, only the first then records the input's maxima: they are the others' too).
+fn project_shared(
+    x: &[f32],
+    xv: View,
+    ws: &[(Weight, &[f32])],
+    out: &mut [f32],
+    first: usize,
+    h: usize,
+    par: Parallelism,
+) {
+    let int8: Option<Vec<_>> = ws.iter().map(|(w, _)| w.int8).collect();
+    if let Some(q) = int8.filter(|q| q.iter().all(|(w, _)| w.same_input(q[0].0))) {
+        if xv.rows == 0 {
+            return;
+        }
+        assert!(q.iter().all(|(w, _)| w.n == h && w.k == xv.cols) && x.len() >= xv.extent());
+        let qx = quant::quantize_rows(x, xv.rows, xv.cols, xv.stride, q[0].0);
+        let stride = 3 * h;
+        for (i, ((qw, kernel), (_, bias))) in q.iter().zip(ws).enumerate() {
+            let ov = View {
+                rows: xv.rows,
+                cols: h,
+                stride,
+            };
+            let out = &mut out[(first + i) * h..][..ov.extent()];
+            quant::gemm_bias(&qx, qw, bias, None, out, stride, *kernel);
+        }
+        return;
+    }
+    for (i, &(wt, bias)) in ws.iter().enumerate() {
+        project_into_qkv(x, xv, wt, bias, out, first + i, h, par);
+    }
 }
 
 /// Column block `slot` (0 = Q, 1 = K, 2 = V) of the (rows × 3H) `qkv` buffer = x Wᵀ + b.
@@ -965,9 +1036,7 @@ fn layer_cls(
 ) -> Result<Vec<f32>> {
     let (h, b, n, par) = (d.hidden, rows.len.len(), rows.total(), threads());
     let xv = View::dense(n, h);
-    for (slot, (wt, bias)) in [w.k, w.v].into_iter().enumerate() {
-        project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot + 1, h, par);
-    }
+    project_shared(x, xv, &[w.k, w.v], &mut bufs.qkv, 1, h, par);
     // The [CLS] row of each sequence.
     let bv = View::dense(b, h);
     let mut cls = vec![0f32; b * h];
@@ -1012,18 +1081,17 @@ fn layer_cls(
     let fv = View::dense(b, d.inter);
     let mut ff = vec![0f32; b * d.inter];
     linear_bias_into(&att, bv, w.ffn.0, w.ffn.1, None, &mut ff, fv, par);
-    activate(&mut ff, layer.activation)?;
     let mut out = vec![0f32; b * h];
-    linear_bias_into(
-        &ff,
+    activate_linear_into(
+        &mut ff,
         fv,
-        w.ffn_out.0,
-        w.ffn_out.1,
+        layer.activation,
+        w.ffn_out,
         Some((&att, bv)),
         &mut out,
         bv,
         par,
-    );
+    )?;
     layer_norm_rows(&mut out, w.norm2.0, w.norm2.1, layer.eps);
     Ok(out)
 }

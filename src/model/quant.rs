@@ -103,6 +103,31 @@ pub struct QuantLinear {
 /// and 0.8 (pooled [CLS] relative error 0.028, 0.027, 0.032, 0.031).
 pub const SMOOTH_ALPHA: f32 = 0.65;
 
+/// SmoothQuant factors `f[k] = max|x_k|^α / max|w_k|^(1-α)` for input maxima `x_max` and the
+/// weights `ws` (each (·, k), row-major; `max|w_k|` over all of them); 1 where either maximum
+/// is 0 or the factor is not finite.
+fn smoothing_factors(x_max: &[f32], ws: &[&[f32]], k: usize) -> Vec<f32> {
+    assert_eq!(x_max.len(), k);
+    let mut w_max = vec![0f32; k];
+    for w in ws {
+        for row in w.chunks_exact(k.max(1)) {
+            for (m, &v) in w_max.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+    }
+    let mut factor = vec![1f32; k];
+    for ((f, &xm), &wm) in factor.iter_mut().zip(x_max).zip(&w_max) {
+        if xm > 0.0 && wm > 0.0 && xm.is_finite() {
+            let v = xm.powf(SMOOTH_ALPHA) / wm.powf(1.0 - SMOOTH_ALPHA);
+            if v.is_finite() && v > 1e-6 {
+                *f = v;
+            }
+        }
+    }
+    factor
+}
+
 impl QuantLinear {
     /// Quantises `w`, row-major (n, k) as `nn.Linear` stores it.
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
@@ -113,34 +138,43 @@ impl QuantLinear {
     /// maxima of |x| ([`Self::observe`]), and strength [`SMOOTH_ALPHA`]; without maxima, as
     /// [`Self::new`]. A channel never seen non-zero (or a zero weight column) keeps factor 1.
     pub fn smoothed(w: &[f32], n: usize, k: usize, x_max: Option<&[f32]>) -> Self {
+        let factor = x_max.map(|x_max| smoothing_factors(x_max, &[w], k));
+        Self::with_factors(w, n, k, factor.as_deref())
+    }
+
+    /// Quantises linears that read the same input (Q, K and V) with one set of SmoothQuant
+    /// factors, from `x_max` and the per channel maxima of all their weights (SmoothQuant's
+    /// treatment of the three projections): their input is then quantised once for the three
+    /// ([`Self::same_input`]). `ws`: each (n, k) weight, row-major.
+    pub fn smoothed_together(ws: &[(&[f32], usize)], k: usize, x_max: &[f32]) -> Vec<Self> {
+        let all: Vec<&[f32]> = ws.iter().map(|(w, _)| *w).collect();
+        let factor = smoothing_factors(x_max, &all, k);
+        ws.iter()
+            .map(|&(w, n)| Self::with_factors(w, n, k, Some(&factor)))
+            .collect()
+    }
+
+    /// Whether `self` and `other` quantise their input the same way (the same smoothing
+    /// factors), so that one [`quantize_rows`] serves both.
+    pub fn same_input(&self, other: &Self) -> bool {
+        self.k == other.k && self.inv_smooth == other.inv_smooth
+    }
+
+    /// Quantises `w` (n, k) with `factor` (per input channel) multiplied in, if given.
+    fn with_factors(w: &[f32], n: usize, k: usize, factor: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k);
-        let mut factor = vec![1f32; k];
-        if let Some(x_max) = x_max {
-            assert_eq!(x_max.len(), k);
-            let mut w_max = vec![0f32; k];
-            for row in w.chunks_exact(k.max(1)) {
-                for (m, &v) in w_max.iter_mut().zip(row) {
-                    *m = m.max(v.abs());
-                }
-            }
-            for ((f, &xm), &wm) in factor.iter_mut().zip(x_max).zip(&w_max) {
-                if xm > 0.0 && wm > 0.0 && xm.is_finite() {
-                    let v = xm.powf(SMOOTH_ALPHA) / wm.powf(1.0 - SMOOTH_ALPHA);
-                    if v.is_finite() && v > 1e-6 {
-                        *f = v;
-                    }
-                }
-            }
-        }
+        let ones = vec![1f32; k];
         let smoothed: Vec<f32>;
-        let w = if x_max.is_some() {
-            smoothed = w
-                .chunks_exact(k.max(1))
-                .flat_map(|row| row.iter().zip(&factor).map(|(&v, &f)| v * f))
-                .collect();
-            &smoothed[..]
-        } else {
-            w
+        let (w, factor) = match factor {
+            Some(factor) => {
+                assert_eq!(factor.len(), k);
+                smoothed = w
+                    .chunks_exact(k.max(1))
+                    .flat_map(|row| row.iter().zip(factor).map(|(&v, &f)| v * f))
+                    .collect();
+                (&smoothed[..], factor)
+            }
+            None => (w, &ones[..]),
         };
         let kp = k.div_ceil(GROUP) * GROUP;
         let tiles = n.div_ceil(TILE);
@@ -209,8 +243,6 @@ pub struct QuantRows {
     zero: Vec<i32>,
 }
 
-/// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w` (whose
-/// smoothing factors divide the values first).
 /// Quantises one row (smoothed by `inv_smooth`) into `dst` over its own [min, max]: returns
 /// (scale, zero point). With `avx512` the same arithmetic runs 16 lanes at a time (the same
 /// bytes: each value is multiplied, scaled and offset in the same order, without FMA).
@@ -263,37 +295,111 @@ fn row_scale(min: f32, max: f32) -> (f32, f32) {
     (s, (-min * (1.0 / s)).round().clamp(0.0, 255.0))
 }
 
+/// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w` (whose
+/// smoothing factors divide the values first).
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLinear) -> QuantRows {
-    assert_eq!(k, w.k);
     assert!(m == 0 || x.len() >= (m - 1) * stride + k);
-    let kp = w.kp;
-    let padded = m.div_ceil(ROWS) * ROWS;
-    let mut data = vec![0u8; padded * kp];
-    let mut scale = vec![1f32; padded];
-    let mut zero = vec![0i32; padded];
     let inv_smooth = &w.inv_smooth[..k];
     let avx512 = Kernel::Vnni.available();
-    data.par_chunks_mut(kp)
-        .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
-        .take(m)
-        .enumerate()
-        .for_each(|(i, (dst, (s, z)))| {
-            let row = &x[i * stride..i * stride + k];
-            (*s, *z) = quantize_row(row, inv_smooth, &mut dst[..k], avx512);
-        });
+    let q = QuantRows::quantize(m, k, w, |i, dst| {
+        quantize_row(&x[i * stride..i * stride + k], inv_smooth, dst, avx512)
+    });
     if let Some(seen) = w.observed.lock().unwrap().as_mut() {
-        for i in 0..m {
-            for (s, &v) in seen.iter_mut().zip(&x[i * stride..i * stride + k]) {
-                *s = s.max(v.abs());
-            }
+        observe_rows(seen, x, m, k, stride);
+    }
+    q
+}
+
+/// As [`quantize_rows`], with `act` applied to each row of `x` in place first (the
+/// feed-forward's activation, whose output only this quantisation reads): each row is
+/// quantised while it is in L1, with no separate pass over the activations.
+pub fn quantize_rows_activated(
+    x: &mut [f32],
+    m: usize,
+    k: usize,
+    stride: usize,
+    w: &QuantLinear,
+    act: fn(&mut [f32]),
+) -> QuantRows {
+    assert!(m == 0 || (x.len() >= (m - 1) * stride + k && stride >= k));
+    let inv_smooth = &w.inv_smooth[..k];
+    let avx512 = Kernel::Vnni.available();
+    let rows = SharedOut(x.as_mut_ptr());
+    let q = QuantRows::quantize(m, k, w, |i, dst| {
+        // SAFETY: row i (k values at i · stride, within `x` as asserted) is read and written by
+        // this call alone: `quantize` visits each row once.
+        let row = unsafe { std::slice::from_raw_parts_mut(rows.at(i * stride), k) };
+        act(row);
+        quantize_row(row, inv_smooth, dst, avx512)
+    });
+    if let Some(seen) = w.observed.lock().unwrap().as_mut() {
+        observe_rows(seen, x, m, k, stride);
+    }
+    q
+}
+
+fn observe_rows(seen: &mut [f32], x: &[f32], m: usize, k: usize, stride: usize) {
+    for i in 0..m {
+        for (s, &v) in seen.iter_mut().zip(&x[i * stride..i * stride + k]) {
+            *s = s.max(v.abs());
         }
     }
-    QuantRows {
-        rows: m,
-        kp,
-        data,
-        scale,
-        zero,
+}
+
+thread_local! {
+    /// Byte buffers of dropped [`QuantRows`], for the next ones: a fresh zeroed allocation of
+    /// several MiB per GEMM cost page faults and a memset.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl QuantRows {
+    /// `m` rows for `w`, row i quantised into its first `k` bytes by `row(i, bytes)` (which
+    /// returns the row's scale and zero point) on rayon; padding columns and rows hold 0.
+    fn quantize(
+        m: usize,
+        k: usize,
+        w: &QuantLinear,
+        row: impl Fn(usize, &mut [u8]) -> (f32, i32) + Sync,
+    ) -> Self {
+        assert_eq!(k, w.k);
+        let kp = w.kp;
+        let padded = m.div_ceil(ROWS) * ROWS;
+        let mut data = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        // Every byte is written below: no need to clear what the buffer held.
+        data.truncate(padded * kp);
+        data.resize(padded * kp, 0);
+        let mut scale = vec![1f32; padded];
+        let mut zero = vec![0i32; padded];
+        if kp > 0 {
+            data[m * kp..].fill(0);
+            data.par_chunks_mut(kp)
+                .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
+                .take(m)
+                .enumerate()
+                .for_each(|(i, (dst, (s, z)))| {
+                    (*s, *z) = row(i, &mut dst[..k]);
+                    dst[k..].fill(0);
+                });
+        }
+        Self {
+            rows: m,
+            kp,
+            data,
+            scale,
+            zero,
+        }
+    }
+}
+
+impl Drop for QuantRows {
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 4 {
+                s.push(data);
+            }
+        });
     }
 }
 
