@@ -871,6 +871,9 @@ fn layer_full(
             .collect(),
     };
     attend(&io, &mut bufs.ctx, mask, d, &w.q.0);
+    if int8_tail(w, layer, x, n, d, bufs) {
+        return Ok(());
+    }
     // att = LayerNorm(x + ctx Wdᵀ + bd)
     linear_bias_into(
         &bufs.ctx,
@@ -898,6 +901,82 @@ fn layer_full(
     )?;
     layer_norm_rows(x, w.norm2.0, w.norm2.1, layer.eps);
     Ok(())
+}
+
+/// The rest of [`layer_full`] after attention when its three linears are int8 (and race-eval
+/// has a kernel for the activation): each GEMM runs LayerNorm or the activation on its output
+/// rows and quantises them for the next GEMM as it finishes them, while they are in cache
+/// ([`quant::gemm_bias_post`]). Returns false, having done nothing, otherwise.
+fn int8_tail(
+    w: &LayerSlices,
+    layer: &LayerTensors,
+    x: &mut [f32],
+    n: usize,
+    d: &Dims,
+    bufs: &mut Buffers,
+) -> bool {
+    let (Some((dense, kernel)), Some((ffn, _)), Some((ffn_out, _)), Some(act)) = (
+        w.dense.0.int8,
+        w.ffn.0.int8,
+        w.ffn_out.0.int8,
+        activation_kernel(layer.activation),
+    ) else {
+        return false;
+    };
+    let (h, i) = (d.hidden, d.inter);
+    assert!(x.len() >= n * h && bufs.att.len() >= n * h && bufs.ff.len() >= n * i);
+    if n == 0 {
+        return true;
+    }
+    let eps = layer.eps;
+    let norm1 = |row: &mut [f32]| kernels::layer_norm_rows(row, w.norm1.0, w.norm1.1, eps);
+    let norm2 = |row: &mut [f32]| kernels::layer_norm_rows(row, w.norm2.0, w.norm2.1, eps);
+    // att = LayerNorm(x + ctx Wdᵀ + bd), quantised for the feed-forward.
+    let qctx = quant::quantize_rows(&bufs.ctx, n, h, h, dense);
+    let att = &mut bufs.att[..n * h];
+    let res = Some((&x[..], h));
+    let qatt = quant::gemm_bias_post(
+        &qctx,
+        dense,
+        w.dense.1,
+        res,
+        att,
+        h,
+        kernel,
+        &norm1,
+        Some(ffn),
+    );
+    drop(qctx);
+    // ff = act(att Wfᵀ + bf), quantised for the output projection.
+    let qatt = qatt.expect("quantised for ffn");
+    let ff = &mut bufs.ff[..n * i];
+    let qff = quant::gemm_bias_post(
+        &qatt,
+        ffn,
+        w.ffn.1,
+        None,
+        ff,
+        i,
+        kernel,
+        &act,
+        Some(ffn_out),
+    );
+    drop(qatt);
+    // x = LayerNorm(att + ff Woᵀ + bo)
+    let qff = qff.expect("quantised for ffn_output");
+    let res = Some((&bufs.att[..], h));
+    quant::gemm_bias_post(
+        &qff,
+        ffn_out,
+        w.ffn_out.1,
+        res,
+        &mut x[..n * h],
+        h,
+        kernel,
+        &norm2,
+        None,
+    );
+    true
 }
 
 /// `out = (residual +) bias + act(a) · wᵀ` for `(w, bias)`, with `act` applied to `a` in place:

@@ -352,7 +352,66 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Writes rows of a [`QuantRows`] from several rayon tasks, each its own rows.
+struct RowsWriter {
+    data: *mut u8,
+    scale: *mut f32,
+    zero: *mut i32,
+    kp: usize,
+    rows: usize,
+}
+// SAFETY: the tasks write disjoint rows ([`RowsWriter::row`]'s contract).
+unsafe impl Send for RowsWriter {}
+unsafe impl Sync for RowsWriter {}
+
+impl RowsWriter {
+    /// Row i's bytes, scale and zero point.
+    ///
+    /// # Safety
+    /// No one else may hold row i meanwhile, and the [`QuantRows`] must outlive the borrow.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, i: usize) -> (&mut [u8], &mut f32, &mut i32) {
+        assert!(i < self.rows);
+        // SAFETY: within the buffers (i < rows), exclusive by the contract.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.data.add(i * self.kp), self.kp),
+                &mut *self.scale.add(i),
+                &mut *self.zero.add(i),
+            )
+        }
+    }
+}
+
 impl QuantRows {
+    /// Room for `m` rows for `w` (from the spare buffers), padding rows zeroed; the rows
+    /// themselves are left for the caller to write, padding columns included.
+    fn alloc(m: usize, w: &QuantLinear) -> Self {
+        let kp = w.kp;
+        let padded = m.div_ceil(ROWS) * ROWS;
+        let mut data = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        data.truncate(padded * kp);
+        data.resize(padded * kp, 0);
+        data[m * kp..].fill(0);
+        Self {
+            rows: m,
+            kp,
+            data,
+            scale: vec![1f32; padded],
+            zero: vec![0i32; padded],
+        }
+    }
+
+    fn writer(&mut self) -> RowsWriter {
+        RowsWriter {
+            data: self.data.as_mut_ptr(),
+            scale: self.scale.as_mut_ptr(),
+            zero: self.zero.as_mut_ptr(),
+            kp: self.kp,
+            rows: self.rows,
+        }
+    }
+
     /// `m` rows for `w`, row i quantised into its first `k` bytes by `row(i, bytes)` (which
     /// returns the row's scale and zero point) on rayon; padding columns and rows hold 0.
     fn quantize(
@@ -362,18 +421,13 @@ impl QuantRows {
         row: impl Fn(usize, &mut [u8]) -> (f32, i32) + Sync,
     ) -> Self {
         assert_eq!(k, w.k);
-        let kp = w.kp;
-        let padded = m.div_ceil(ROWS) * ROWS;
-        let mut data = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default();
-        // Every byte is written below: no need to clear what the buffer held.
-        data.truncate(padded * kp);
-        data.resize(padded * kp, 0);
-        let mut scale = vec![1f32; padded];
-        let mut zero = vec![0i32; padded];
-        if kp > 0 {
-            data[m * kp..].fill(0);
-            data.par_chunks_mut(kp)
-                .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
+        let mut q = Self::alloc(m, w);
+        // Every byte of the rows is written below: no need to clear what the buffer held.
+        if q.kp > 0 {
+            let kp = q.kp;
+            q.data
+                .par_chunks_mut(kp)
+                .zip(q.scale.par_iter_mut().zip(q.zero.par_iter_mut()))
                 .take(m)
                 .enumerate()
                 .for_each(|(i, (dst, (s, z)))| {
@@ -381,13 +435,7 @@ impl QuantRows {
                     dst[k..].fill(0);
                 });
         }
-        Self {
-            rows: m,
-            kp,
-            data,
-            scale,
-            zero,
-        }
+        q
     }
 }
 
@@ -412,7 +460,7 @@ pub fn gemm_accumulate(
     out_stride: usize,
     kernel: Kernel,
 ) {
-    gemm(x, w, out, out_stride, kernel, None)
+    gemm(x, w, out, out_stride, kernel, None, None)
 }
 
 /// As [`gemm_accumulate`], but `out` is overwritten with `(residual[i, j] + bias[j]) + …`
@@ -430,11 +478,72 @@ pub fn gemm_bias(
     if let (Some((r, stride)), true) = (residual, x.rows > 0) {
         assert!(r.len() >= (x.rows - 1) * stride + w.n && stride >= w.n);
     }
-    gemm(x, w, out, out_stride, kernel, Some((bias, residual)))
+    gemm(x, w, out, out_stride, kernel, Some((bias, residual)), None)
+}
+
+/// As [`gemm_bias`], then each row of `out` goes through `post` in place (LayerNorm, the
+/// activation) and, with `next` (the int8 linear that reads `out`), is quantised for it, each
+/// chunk of rows as soon as the GEMM has finished it, while it is in cache: no separate pass
+/// over `out` for either. Returns the quantised rows when `next` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bias_post(
+    x: &QuantRows,
+    w: &QuantLinear,
+    bias: &[f32],
+    residual: Option<(&[f32], usize)>,
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+    post: &(dyn Fn(&mut [f32]) + Sync),
+    next: Option<&QuantLinear>,
+) -> Option<QuantRows> {
+    assert_eq!(bias.len(), w.n);
+    let m = x.rows;
+    if let (Some((r, stride)), true) = (residual, m > 0) {
+        assert!(r.len() >= (m - 1) * stride + w.n && stride >= w.n);
+    }
+    let base = Some((bias, residual));
+    let Some(next) = next else {
+        gemm(
+            x,
+            w,
+            out,
+            out_stride,
+            kernel,
+            base,
+            Some(&|_, row| post(row)),
+        );
+        return None;
+    };
+    assert_eq!(next.k, w.n);
+    let k = w.n;
+    let inv_smooth = &next.inv_smooth[..k];
+    let avx512 = Kernel::Vnni.available();
+    let mut q = QuantRows::alloc(m, next);
+    let writer = q.writer();
+    let hook = |i: usize, row: &mut [f32]| {
+        post(row);
+        // SAFETY: `gemm` hands each row to the hook once; `writer` covers `m` rows and `q`
+        // outlives the call.
+        let (dst, s, z) = unsafe { writer.row(i) };
+        (*s, *z) = quantize_row(row, inv_smooth, &mut dst[..k], avx512);
+        dst[k..].fill(0);
+    };
+    gemm(x, w, out, out_stride, kernel, base, Some(&hook));
+    if let Some(seen) = next.observed.lock().unwrap().as_mut() {
+        observe_rows(seen, out, m, k, out_stride);
+    }
+    Some(q)
 }
 
 /// What an output block starts from: the bias and residual, or `out`'s own values (`None`).
 type Base<'a> = Option<(&'a [f32], Option<(&'a [f32], usize)>)>;
+
+/// A hook run on each finished row of the output: (row index, its `n` values).
+type Post<'a> = Option<&'a (dyn Fn(usize, &mut [f32]) + Sync)>;
+
+/// Rows per work item when a [`Post`] hook runs: the chunk's outputs stay in L2 for it.
+const POST_ROWS: usize = 4 * ROWS;
 
 fn gemm(
     x: &QuantRows,
@@ -443,6 +552,7 @@ fn gemm(
     out_stride: usize,
     kernel: Kernel,
     base: Base,
+    post: Post,
 ) {
     assert!(
         kernel.available(),
@@ -463,6 +573,32 @@ fn gemm(
     let per_panel = (PANEL_BYTES / (2 * TILE * x.kp).max(1)).clamp(1, col_blocks);
     let panels = col_blocks.div_ceil(per_panel);
     let out_ptr = SharedOut(out.as_mut_ptr());
+    if let Some(post) = post {
+        // Work items: chunks of POST_ROWS rows over every column (panel by panel), then the
+        // hook on the chunk's rows.
+        let per_chunk = POST_ROWS / ROWS;
+        (0..row_blocks.div_ceil(per_chunk))
+            .into_par_iter()
+            .for_each(|chunk| {
+                let rbs = chunk * per_chunk..((chunk + 1) * per_chunk).min(row_blocks);
+                for panel in 0..panels {
+                    for rb in rbs.clone() {
+                        for cb in panel * per_panel..((panel + 1) * per_panel).min(col_blocks) {
+                            // SAFETY: as below.
+                            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel, base) };
+                        }
+                    }
+                }
+                for i in rbs.start * ROWS..(rbs.end * ROWS).min(m) {
+                    // SAFETY: row i of the view (asserted above), finished, and this item's
+                    // alone.
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride), n) };
+                    post(i, row);
+                }
+            });
+        return;
+    }
     (0..panels * row_blocks).into_par_iter().for_each(|item| {
         let (panel, rb) = (item / row_blocks, item % row_blocks);
         for cb in panel * per_panel..((panel + 1) * per_panel).min(col_blocks) {
@@ -1013,6 +1149,42 @@ mod tests {
             let mut direct = vec![f32::NAN; m * n];
             gemm_bias(&q, &w, &bias, Some((&res, 2 * n)), &mut direct, n, kernel);
             assert_eq!(filled, direct, "{kernel:?} with a residual");
+        }
+    }
+
+    /// The fused GEMM → post → quantisation gives, bit for bit, what the three passes give:
+    /// the outputs (with the post applied) and the next linear's quantised rows, at a row
+    /// count that ends inside a chunk and a row block, with a residual.
+    #[test]
+    fn post_and_quantise_equal_the_separate_passes() {
+        let (m, n, k, n2) = (45, 70, 40, 33);
+        let x = pseudo(m * k, 21);
+        let w = QuantLinear::new(&pseudo(n * k, 22), n, k);
+        let next = QuantLinear::new(&pseudo(n2 * n, 23), n2, n);
+        let bias = pseudo(n, 24);
+        let res = pseudo(m * n, 25);
+        let q = quantize_rows(&x, m, k, k, &w);
+        let post = |row: &mut [f32]| row.iter_mut().for_each(|v| *v = v.max(0.0) * 0.5 - 0.1);
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut want = vec![0f32; m * n];
+            gemm_bias(&q, &w, &bias, Some((&res, n)), &mut want, n, kernel);
+            want.chunks_exact_mut(n).for_each(post);
+            let want_q = quantize_rows(&want, m, n, n, &next);
+            let mut got = vec![f32::NAN; m * n];
+            let res = Some((&res[..], n));
+            let got_q = gemm_bias_post(&q, &w, &bias, res, &mut got, n, kernel, &post, Some(&next))
+                .expect("quantised rows");
+            assert_eq!(got, want, "{kernel:?}");
+            assert_eq!(got_q.data, want_q.data, "{kernel:?}");
+            assert_eq!((&got_q.scale, &got_q.zero), (&want_q.scale, &want_q.zero));
+            let mut only = vec![f32::NAN; m * n];
+            assert!(
+                gemm_bias_post(&q, &w, &bias, res, &mut only, n, kernel, &post, None).is_none()
+            );
+            assert_eq!(only, want, "{kernel:?} without quantising");
         }
     }
 
