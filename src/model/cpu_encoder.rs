@@ -6,6 +6,9 @@
 //! - bias adds and the residual are fused into the GEMMs (the output buffer starts as
 //!   `residual + bias` and the GEMM accumulates into it), LayerNorm and the activation run in
 //!   place;
+//! - in int8 layers, the GEMM epilogue also runs LayerNorm or the activation on each finished
+//!   chunk of output rows and quantises them for the next GEMM while they are in cache
+//!   ([`quant::gemm_bias_post`]), and Q, K and V share one quantisation of their input;
 //! - Q, K and V land side by side in one (tokens, 3·hidden) buffer that attention reads in place
 //!   with strides: no head split or merge copies;
 //! - attention runs per (sequence, head, block of queries) on rayon with a scratch block of

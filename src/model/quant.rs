@@ -14,7 +14,9 @@
 //!   `f[k] = max|x_k|^α / max|w_k|^(1-α)` (maxima from calibration, [`QuantLinear::observe`])
 //!   move that range into the weights: `x W^T = (x / f)(W · f)^T`. `W · f` is quantised once;
 //!   `1 / f` is applied as the rows are quantised (one multiply per value, in the same pass),
-//!   so smoothing costs nothing at run time. Without calibration the factors are 1.
+//!   so smoothing costs nothing at run time. Without calibration the factors are 1. Q, K and V
+//!   read the same input and share one set of factors (from the maxima of all three weights, as
+//!   SmoothQuant smooths them), so their input is quantised once for the three.
 //! - `y[i, j] = s_x[i] · s_w[j] · (Σ_k q_x q_w - z[i] · Σ_k q_w[j, k])`, accumulated in i32: exact
 //!   integer arithmetic, so no kernel can saturate (AVX-512 VNNI's `vpdpbusd` adds four u8 × i8
 //!   products straight into i32 lanes; the AVX2 kernel widens to i16 and uses `vpmaddwd`, whose
