@@ -3,7 +3,8 @@
 //! f32 products became the largest cost: `perf` at albert-base 1×4×512 put 38% of the int8 time
 //! in the `gemm` crate's f32 micro-kernel (AVX2 FMA; its AVX-512 kernels need a nightly
 //! feature), called on 64 × 512 × 64 blocks. ONNX Runtime's QAttention also keeps these products
-//! in f32 (MLAS, AVX-512). Used where the CPU has AVX-512F and the head size is 16, 32, 48 or 64.
+//! in f32 (MLAS, AVX-512). Used where the CPU has AVX-512F but not AVX512-BF16 (with it, int8
+//! layers take [`super::attention_bf16`]) and the head size is 16, 32, 48 or 64.
 //!
 //! - scores = scale · Q Kᵀ: Kᵀ is packed per block (head size × keys, keys padded to 32), the
 //!   queries copied 8 rows at a time; 8 queries × 32 keys accumulate in 16 zmm registers.

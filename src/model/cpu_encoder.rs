@@ -6,6 +6,9 @@
 //! - bias adds and the residual are fused into the GEMMs (the output buffer starts as
 //!   `residual + bias` and the GEMM accumulates into it), LayerNorm and the activation run in
 //!   place;
+//! - in int8 layers, the GEMM epilogue also runs LayerNorm or the activation on each finished
+//!   chunk of output rows and quantises them for the next GEMM while they are in cache
+//!   ([`quant::gemm_bias_post`]), and Q, K and V share one quantisation of their input;
 //! - Q, K and V land side by side in one (tokens, 3·hidden) buffer that attention reads in place
 //!   with strides: no head split or merge copies;
 //! - attention runs per (sequence, head, block of queries) on rayon with a scratch block of
@@ -32,6 +35,7 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::attention512;
+use super::attention_bf16;
 use super::bf16::{self, Bf16Linear, Bf16Rows};
 use super::kernels;
 use super::quant::{self, QuantLinear};
@@ -518,22 +522,29 @@ fn layer_norm_rows(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
         .for_each(|rows| kernels::layer_norm_rows(rows, weight, bias, eps));
 }
 
-/// The activation in place: GELU (both forms) and ReLU by race-eval's kernels, the rest by
-/// candle's op on a copy.
-fn activate(x: &mut [f32], act: Activation) -> Result<()> {
-    let f: fn(&mut [f32]) = match act {
+/// race-eval's in-place kernel for `act`: GELU (both forms), ReLU and the identity; `None`
+/// for the others (candle's ops run them).
+fn activation_kernel(act: Activation) -> Option<fn(&mut [f32])> {
+    Some(match act {
         Activation::GeluTanh => kernels::gelu_tanh_in_place,
         Activation::Gelu => kernels::gelu_erf_in_place,
         Activation::Relu => |c| c.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Linear => return Ok(()),
-        other => {
+        Activation::Linear => |_| {},
+        _ => return None,
+    })
+}
+
+/// The activation in place: by [`activation_kernel`], else by candle's op on a copy.
+fn activate(x: &mut [f32], act: Activation) -> Result<()> {
+    match (act, activation_kernel(act)) {
+        (Activation::Linear, _) => {}
+        (_, Some(f)) => x.par_chunks_mut(kernels::CHUNK).for_each(f),
+        (other, None) => {
             let t = Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu)?;
             let y = other.forward(&t)?.to_vec1::<f32>()?;
             x.copy_from_slice(&y);
-            return Ok(());
         }
-    };
-    x.par_chunks_mut(kernels::CHUNK).for_each(f);
+    }
     Ok(())
 }
 
@@ -592,7 +603,8 @@ fn check_attention_bounds(io: &AttentionIo, ctx: &[f32], mask: &[f32], d: &Dims)
 }
 
 /// Attention in the layer's precision (`w`: one of its linears' weights): both products in
-/// bf16 when its linears are bf16, else in f32 (with the AVX-512 kernels for int8 layers).
+/// bf16 when its linears are bf16, else in f32; int8 layers take [`attention_bf16`]'s
+/// `vdpbf16ps` kernels where the CPU has AVX512-BF16, else [`attention512`]'s AVX-512 f32 ones.
 fn attend(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, w: &Weight) {
     match w.bf16 {
         Some((_, kernel)) => attention_bf16(io, ctx, mask, d, kernel),
@@ -651,8 +663,9 @@ fn attention_bf16(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, ker
 }
 
 /// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`. `int8`: the
-/// layer runs in int8, whose attention takes the AVX-512 kernels of [`attention512`] where
-/// the CPU has them.
+/// layer runs in int8, whose attention takes the bf16 kernels of [`attention_bf16`] where the
+/// CPU has AVX512-BF16, else the f32 AVX-512 kernels of [`attention512`] where it has
+/// AVX-512F.
 fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bool) {
     let dh = d.head_dim;
     let scale = 1.0 / (dh as f32).sqrt();
@@ -668,6 +681,43 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bo
         })
         .collect();
     let out = SharedMut(ctx.as_mut_ptr());
+    if int8 && attention_bf16::available(dh) {
+        // One task per (sequence, head): K and V are rounded and packed once for its queries.
+        let heads: Vec<(usize, usize)> = tasks
+            .iter()
+            .filter(|t| t.2 == 0)
+            .map(|t| (t.0, t.1))
+            .collect();
+        heads.into_par_iter().for_each_init(
+            attention_bf16::Scratch::default,
+            |scratch, (b, head)| {
+                let s = io.seqs[b];
+                let q = s.q0 * io.q_row + head * dh;
+                let k = s.k0 * io.kv_row + io.k_off + head * dh;
+                let v = s.k0 * io.kv_row + io.v_off + head * dh;
+                let c = s.c0 * io.ctx_row + head * dh;
+                // SAFETY: as for the gemm calls below; `available` was checked.
+                unsafe {
+                    attention_bf16::head(
+                        io.q.as_ptr().add(q),
+                        io.q_row,
+                        io.kv.as_ptr().add(k),
+                        io.kv.as_ptr().add(v),
+                        io.kv_row,
+                        out.at(c),
+                        io.ctx_row,
+                        s.queries,
+                        s.keys,
+                        dh,
+                        &mask[s.mask0..][..s.keys],
+                        scale,
+                        scratch,
+                    );
+                }
+            },
+        );
+        return;
+    }
     if int8 && attention512::available(dh) {
         // One task per (sequence, head): K and V are packed once for all its queries.
         let heads: Vec<(usize, usize)> = tasks
@@ -802,9 +852,7 @@ fn layer_full(
             bf16::gemm_accumulate(&bx, bw, &mut out[..ov.extent()], ov.stride, kernel);
         }
     } else {
-        for (slot, (wt, bias)) in [w.q, w.k, w.v].into_iter().enumerate() {
-            project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot, h, par);
-        }
+        project_shared(x, xv, &[w.q, w.k, w.v], &mut bufs.qkv, 0, h, par);
     }
     let io = AttentionIo {
         q: &bufs.qkv,
@@ -826,6 +874,9 @@ fn layer_full(
             .collect(),
     };
     attend(&io, &mut bufs.ctx, mask, d, &w.q.0);
+    if int8_tail(w, layer, x, n, d, bufs) {
+        return Ok(());
+    }
     // att = LayerNorm(x + ctx Wdᵀ + bd)
     linear_bias_into(
         &bufs.ctx,
@@ -841,19 +892,161 @@ fn layer_full(
     // x = LayerNorm(att + act(att Wfᵀ + bf) Woᵀ + bo)
     let fv = View::dense(n, d.inter);
     linear_bias_into(&bufs.att, xv, w.ffn.0, w.ffn.1, None, &mut bufs.ff, fv, par);
-    activate(&mut bufs.ff, layer.activation)?;
-    linear_bias_into(
-        &bufs.ff,
+    activate_linear_into(
+        &mut bufs.ff,
         fv,
-        w.ffn_out.0,
-        w.ffn_out.1,
+        layer.activation,
+        w.ffn_out,
         Some((&bufs.att, xv)),
         x,
         xv,
         par,
-    );
+    )?;
     layer_norm_rows(x, w.norm2.0, w.norm2.1, layer.eps);
     Ok(())
+}
+
+/// The rest of [`layer_full`] after attention when its three linears are int8 (and race-eval
+/// has a kernel for the activation): each GEMM runs LayerNorm or the activation on its output
+/// rows and quantises them for the next GEMM as it finishes them, while they are in cache
+/// ([`quant::gemm_bias_post`]). Returns false, having done nothing, otherwise.
+fn int8_tail(
+    w: &LayerSlices,
+    layer: &LayerTensors,
+    x: &mut [f32],
+    n: usize,
+    d: &Dims,
+    bufs: &mut Buffers,
+) -> bool {
+    let (Some((dense, kernel)), Some((ffn, _)), Some((ffn_out, _)), Some(act)) = (
+        w.dense.0.int8,
+        w.ffn.0.int8,
+        w.ffn_out.0.int8,
+        activation_kernel(layer.activation),
+    ) else {
+        return false;
+    };
+    let (h, i) = (d.hidden, d.inter);
+    assert!(x.len() >= n * h && bufs.att.len() >= n * h && bufs.ff.len() >= n * i);
+    if n == 0 {
+        return true;
+    }
+    let eps = layer.eps;
+    let norm1 = |row: &mut [f32]| kernels::layer_norm_rows(row, w.norm1.0, w.norm1.1, eps);
+    let norm2 = |row: &mut [f32]| kernels::layer_norm_rows(row, w.norm2.0, w.norm2.1, eps);
+    // att = LayerNorm(x + ctx Wdᵀ + bd), quantised for the feed-forward.
+    let qctx = quant::quantize_rows(&bufs.ctx, n, h, h, dense);
+    let att = &mut bufs.att[..n * h];
+    let res = Some((&x[..], h));
+    let qatt = quant::gemm_bias_post(
+        &qctx,
+        dense,
+        w.dense.1,
+        res,
+        att,
+        h,
+        kernel,
+        &norm1,
+        Some(ffn),
+    );
+    drop(qctx);
+    // ff = act(att Wfᵀ + bf), quantised for the output projection.
+    let qatt = qatt.expect("quantised for ffn");
+    let ff = &mut bufs.ff[..n * i];
+    let qff = quant::gemm_bias_post(
+        &qatt,
+        ffn,
+        w.ffn.1,
+        None,
+        ff,
+        i,
+        kernel,
+        &act,
+        Some(ffn_out),
+    );
+    drop(qatt);
+    // x = LayerNorm(att + ff Woᵀ + bo)
+    let qff = qff.expect("quantised for ffn_output");
+    let res = Some((&bufs.att[..], h));
+    quant::gemm_bias_post(
+        &qff,
+        ffn_out,
+        w.ffn_out.1,
+        res,
+        &mut x[..n * h],
+        h,
+        kernel,
+        &norm2,
+        None,
+    );
+    true
+}
+
+/// `out = (residual +) bias + act(a) · wᵀ` for `(w, bias)`, with `act` applied to `a` in place:
+/// an int8 weight takes the activation row by row inside its input's quantisation (no pass of
+/// its own) where race-eval has a kernel for it.
+#[allow(clippy::too_many_arguments)]
+fn activate_linear_into(
+    a: &mut [f32],
+    av: View,
+    act: Activation,
+    (w, bias): (Weight, &[f32]),
+    residual: Option<(&[f32], View)>,
+    out: &mut [f32],
+    ov: View,
+    par: Parallelism,
+) -> Result<()> {
+    if let (Some((qw, kernel)), Some(f)) = (w.int8, activation_kernel(act)) {
+        assert!(qw.n == ov.cols && qw.k == av.cols && a.len() >= av.extent());
+        if av.rows == 0 {
+            return Ok(());
+        }
+        let qx = quant::quantize_rows_activated(a, av.rows, av.cols, av.stride, qw, f);
+        let res = residual.map(|(r, rv)| (r, rv.stride));
+        let out = &mut out[..ov.extent()];
+        quant::gemm_bias(&qx, qw, bias, res, out, ov.stride, kernel);
+        return Ok(());
+    }
+    activate(a, act)?;
+    linear_bias_into(a, av, w, bias, residual, out, ov, par);
+    Ok(())
+}
+
+/// Linears `ws` that read the same rows `x` (of Q, K, V), each into its column block of the
+/// (rows × 3H) `qkv` buffer `out` (block `first + i` for `ws[i]`): int8 weights that quantise
+/// their input alike ([`QuantLinear::same_input`]) share one quantisation of `x` (while
+/// calibrating, only the first then records the input's maxima: they are the others' too).
+fn project_shared(
+    x: &[f32],
+    xv: View,
+    ws: &[(Weight, &[f32])],
+    out: &mut [f32],
+    first: usize,
+    h: usize,
+    par: Parallelism,
+) {
+    let int8: Option<Vec<_>> = ws.iter().map(|(w, _)| w.int8).collect();
+    if let Some(q) = int8.filter(|q| q.iter().all(|(w, _)| w.same_input(q[0].0))) {
+        if xv.rows == 0 {
+            return;
+        }
+        assert!(q.iter().all(|(w, _)| w.n == h && w.k == xv.cols) && x.len() >= xv.extent());
+        let qx = quant::quantize_rows(x, xv.rows, xv.cols, xv.stride, q[0].0);
+        let stride = 3 * h;
+        for (i, ((qw, kernel), (_, bias))) in q.iter().zip(ws).enumerate() {
+            let ov = View {
+                rows: xv.rows,
+                cols: h,
+                stride,
+            };
+            let out = &mut out[(first + i) * h..][..ov.extent()];
+            quant::gemm_bias(&qx, qw, bias, None, out, stride, *kernel);
+        }
+        return;
+    }
+    for (i, &(wt, bias)) in ws.iter().enumerate() {
+        project_into_qkv(x, xv, wt, bias, out, first + i, h, par);
+    }
 }
 
 /// Column block `slot` (0 = Q, 1 = K, 2 = V) of the (rows × 3H) `qkv` buffer = x Wᵀ + b.
@@ -925,9 +1118,7 @@ fn layer_cls(
 ) -> Result<Vec<f32>> {
     let (h, b, n, par) = (d.hidden, rows.len.len(), rows.total(), threads());
     let xv = View::dense(n, h);
-    for (slot, (wt, bias)) in [w.k, w.v].into_iter().enumerate() {
-        project_into_qkv(x, xv, wt, bias, &mut bufs.qkv, slot + 1, h, par);
-    }
+    project_shared(x, xv, &[w.k, w.v], &mut bufs.qkv, 1, h, par);
     // The [CLS] row of each sequence.
     let bv = View::dense(b, h);
     let mut cls = vec![0f32; b * h];
@@ -972,18 +1163,17 @@ fn layer_cls(
     let fv = View::dense(b, d.inter);
     let mut ff = vec![0f32; b * d.inter];
     linear_bias_into(&att, bv, w.ffn.0, w.ffn.1, None, &mut ff, fv, par);
-    activate(&mut ff, layer.activation)?;
     let mut out = vec![0f32; b * h];
-    linear_bias_into(
-        &ff,
+    activate_linear_into(
+        &mut ff,
         fv,
-        w.ffn_out.0,
-        w.ffn_out.1,
+        layer.activation,
+        w.ffn_out,
         Some((&att, bv)),
         &mut out,
         bv,
         par,
-    );
+    )?;
     layer_norm_rows(&mut out, w.norm2.0, w.norm2.1, layer.eps);
     Ok(out)
 }

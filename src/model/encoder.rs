@@ -199,10 +199,36 @@ impl Layer {
             return Ok(());
         };
         let a = &self.attention;
+        // Q, K and V read the same input: one set of factors from the maxima of all three
+        // weights, so that the input is quantised once for the three (the CPU encoder records
+        // the maxima on whichever of them quantised it).
+        let seen: Vec<Vec<f32>> = [&quant.query, &quant.key, &quant.value]
+            .iter()
+            .filter_map(|l| l.observed())
+            .collect();
+        if let Some(first) = seen.first() {
+            let x_max: Vec<f32> = (0..first.len())
+                .map(|c| seen.iter().map(|m| m[c]).fold(0f32, f32::max))
+                .collect();
+            if x_max.iter().any(|&v| v != 0.0) {
+                let mut ws = Vec::with_capacity(3);
+                for l in [&a.query, &a.key, &a.value] {
+                    let (n, k) = l.weight().dims2()?;
+                    ws.push((l.weight().flatten_all()?.to_vec1::<f32>()?, n, k));
+                }
+                let k = ws[0].2;
+                if ws.iter().all(|w| w.2 == k) && x_max.len() == k {
+                    let refs: Vec<(&[f32], usize)> =
+                        ws.iter().map(|(w, n, _)| (&w[..], *n)).collect();
+                    let [q, k, v] = <[QuantLinear; 3]>::try_from(QuantLinear::smoothed_together(
+                        &refs, k, &x_max,
+                    ))
+                    .map_err(|_| candle_core::Error::msg("three linears"))?;
+                    (quant.query, quant.key, quant.value) = (q, k, v);
+                }
+            }
+        }
         let pairs = [
-            (&a.query, &mut quant.query),
-            (&a.key, &mut quant.key),
-            (&a.value, &mut quant.value),
             (&a.dense, &mut quant.dense),
             (&self.ffn, &mut quant.ffn),
             (&self.ffn_output, &mut quant.ffn_output),

@@ -12,6 +12,7 @@
 mod activation;
 mod attention;
 mod attention512;
+mod attention_bf16;
 mod backbone;
 mod bf16;
 pub mod config;

@@ -14,7 +14,9 @@
 //!   `f[k] = max|x_k|^α / max|w_k|^(1-α)` (maxima from calibration, [`QuantLinear::observe`])
 //!   move that range into the weights: `x W^T = (x / f)(W · f)^T`. `W · f` is quantised once;
 //!   `1 / f` is applied as the rows are quantised (one multiply per value, in the same pass),
-//!   so smoothing costs nothing at run time. Without calibration the factors are 1.
+//!   so smoothing costs nothing at run time. Without calibration the factors are 1. Q, K and V
+//!   read the same input and share one set of factors (from the maxima of all three weights, as
+//!   SmoothQuant smooths them), so their input is quantised once for the three.
 //! - `y[i, j] = s_x[i] · s_w[j] · (Σ_k q_x q_w - z[i] · Σ_k q_w[j, k])`, accumulated in i32: exact
 //!   integer arithmetic, so no kernel can saturate (AVX-512 VNNI's `vpdpbusd` adds four u8 × i8
 //!   products straight into i32 lanes; the AVX2 kernel widens to i16 and uses `vpmaddwd`, whose
@@ -103,6 +105,31 @@ pub struct QuantLinear {
 /// and 0.8 (pooled [CLS] relative error 0.028, 0.027, 0.032, 0.031).
 pub const SMOOTH_ALPHA: f32 = 0.65;
 
+/// SmoothQuant factors `f[k] = max|x_k|^α / max|w_k|^(1-α)` for input maxima `x_max` and the
+/// weights `ws` (each (·, k), row-major; `max|w_k|` over all of them); 1 where either maximum
+/// is 0 or the factor is not finite.
+fn smoothing_factors(x_max: &[f32], ws: &[&[f32]], k: usize) -> Vec<f32> {
+    assert_eq!(x_max.len(), k);
+    let mut w_max = vec![0f32; k];
+    for w in ws {
+        for row in w.chunks_exact(k.max(1)) {
+            for (m, &v) in w_max.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+    }
+    let mut factor = vec![1f32; k];
+    for ((f, &xm), &wm) in factor.iter_mut().zip(x_max).zip(&w_max) {
+        if xm > 0.0 && wm > 0.0 && xm.is_finite() {
+            let v = xm.powf(SMOOTH_ALPHA) / wm.powf(1.0 - SMOOTH_ALPHA);
+            if v.is_finite() && v > 1e-6 {
+                *f = v;
+            }
+        }
+    }
+    factor
+}
+
 impl QuantLinear {
     /// Quantises `w`, row-major (n, k) as `nn.Linear` stores it.
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
@@ -113,34 +140,43 @@ impl QuantLinear {
     /// maxima of |x| ([`Self::observe`]), and strength [`SMOOTH_ALPHA`]; without maxima, as
     /// [`Self::new`]. A channel never seen non-zero (or a zero weight column) keeps factor 1.
     pub fn smoothed(w: &[f32], n: usize, k: usize, x_max: Option<&[f32]>) -> Self {
+        let factor = x_max.map(|x_max| smoothing_factors(x_max, &[w], k));
+        Self::with_factors(w, n, k, factor.as_deref())
+    }
+
+    /// Quantises linears that read the same input (Q, K and V) with one set of SmoothQuant
+    /// factors, from `x_max` and the per channel maxima of all their weights (SmoothQuant's
+    /// treatment of the three projections): their input is then quantised once for the three
+    /// ([`Self::same_input`]). `ws`: each (n, k) weight, row-major.
+    pub fn smoothed_together(ws: &[(&[f32], usize)], k: usize, x_max: &[f32]) -> Vec<Self> {
+        let all: Vec<&[f32]> = ws.iter().map(|(w, _)| *w).collect();
+        let factor = smoothing_factors(x_max, &all, k);
+        ws.iter()
+            .map(|&(w, n)| Self::with_factors(w, n, k, Some(&factor)))
+            .collect()
+    }
+
+    /// Whether `self` and `other` quantise their input the same way (the same smoothing
+    /// factors), so that one [`quantize_rows`] serves both.
+    pub fn same_input(&self, other: &Self) -> bool {
+        self.k == other.k && self.inv_smooth == other.inv_smooth
+    }
+
+    /// Quantises `w` (n, k) with `factor` (per input channel) multiplied in, if given.
+    fn with_factors(w: &[f32], n: usize, k: usize, factor: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k);
-        let mut factor = vec![1f32; k];
-        if let Some(x_max) = x_max {
-            assert_eq!(x_max.len(), k);
-            let mut w_max = vec![0f32; k];
-            for row in w.chunks_exact(k.max(1)) {
-                for (m, &v) in w_max.iter_mut().zip(row) {
-                    *m = m.max(v.abs());
-                }
-            }
-            for ((f, &xm), &wm) in factor.iter_mut().zip(x_max).zip(&w_max) {
-                if xm > 0.0 && wm > 0.0 && xm.is_finite() {
-                    let v = xm.powf(SMOOTH_ALPHA) / wm.powf(1.0 - SMOOTH_ALPHA);
-                    if v.is_finite() && v > 1e-6 {
-                        *f = v;
-                    }
-                }
-            }
-        }
+        let ones = vec![1f32; k];
         let smoothed: Vec<f32>;
-        let w = if x_max.is_some() {
-            smoothed = w
-                .chunks_exact(k.max(1))
-                .flat_map(|row| row.iter().zip(&factor).map(|(&v, &f)| v * f))
-                .collect();
-            &smoothed[..]
-        } else {
-            w
+        let (w, factor) = match factor {
+            Some(factor) => {
+                assert_eq!(factor.len(), k);
+                smoothed = w
+                    .chunks_exact(k.max(1))
+                    .flat_map(|row| row.iter().zip(factor).map(|(&v, &f)| v * f))
+                    .collect();
+                (&smoothed[..], factor)
+            }
+            None => (w, &ones[..]),
         };
         let kp = k.div_ceil(GROUP) * GROUP;
         let tiles = n.div_ceil(TILE);
@@ -209,8 +245,6 @@ pub struct QuantRows {
     zero: Vec<i32>,
 }
 
-/// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w` (whose
-/// smoothing factors divide the values first).
 /// Quantises one row (smoothed by `inv_smooth`) into `dst` over its own [min, max]: returns
 /// (scale, zero point). With `avx512` the same arithmetic runs 16 lanes at a time (the same
 /// bytes: each value is multiplied, scaled and offset in the same order, without FMA).
@@ -263,37 +297,159 @@ fn row_scale(min: f32, max: f32) -> (f32, f32) {
     (s, (-min * (1.0 / s)).round().clamp(0.0, 255.0))
 }
 
+/// Quantises `m` rows of `k` values, `stride` apart in `x`, for a GEMM with `w` (whose
+/// smoothing factors divide the values first).
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, stride: usize, w: &QuantLinear) -> QuantRows {
-    assert_eq!(k, w.k);
     assert!(m == 0 || x.len() >= (m - 1) * stride + k);
-    let kp = w.kp;
-    let padded = m.div_ceil(ROWS) * ROWS;
-    let mut data = vec![0u8; padded * kp];
-    let mut scale = vec![1f32; padded];
-    let mut zero = vec![0i32; padded];
     let inv_smooth = &w.inv_smooth[..k];
     let avx512 = Kernel::Vnni.available();
-    data.par_chunks_mut(kp)
-        .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
-        .take(m)
-        .enumerate()
-        .for_each(|(i, (dst, (s, z)))| {
-            let row = &x[i * stride..i * stride + k];
-            (*s, *z) = quantize_row(row, inv_smooth, &mut dst[..k], avx512);
-        });
+    let q = QuantRows::quantize(m, k, w, |i, dst| {
+        quantize_row(&x[i * stride..i * stride + k], inv_smooth, dst, avx512)
+    });
     if let Some(seen) = w.observed.lock().unwrap().as_mut() {
-        for i in 0..m {
-            for (s, &v) in seen.iter_mut().zip(&x[i * stride..i * stride + k]) {
-                *s = s.max(v.abs());
-            }
+        observe_rows(seen, x, m, k, stride);
+    }
+    q
+}
+
+/// As [`quantize_rows`], with `act` applied to each row of `x` in place first (the
+/// feed-forward's activation, whose output only this quantisation reads): each row is
+/// quantised while it is in L1, with no separate pass over the activations.
+pub fn quantize_rows_activated(
+    x: &mut [f32],
+    m: usize,
+    k: usize,
+    stride: usize,
+    w: &QuantLinear,
+    act: fn(&mut [f32]),
+) -> QuantRows {
+    assert!(m == 0 || (x.len() >= (m - 1) * stride + k && stride >= k));
+    let inv_smooth = &w.inv_smooth[..k];
+    let avx512 = Kernel::Vnni.available();
+    let rows = SharedOut(x.as_mut_ptr());
+    let q = QuantRows::quantize(m, k, w, |i, dst| {
+        // SAFETY: row i (k values at i · stride, within `x` as asserted) is read and written by
+        // this call alone: `quantize` visits each row once.
+        let row = unsafe { std::slice::from_raw_parts_mut(rows.at(i * stride), k) };
+        act(row);
+        quantize_row(row, inv_smooth, dst, avx512)
+    });
+    if let Some(seen) = w.observed.lock().unwrap().as_mut() {
+        observe_rows(seen, x, m, k, stride);
+    }
+    q
+}
+
+fn observe_rows(seen: &mut [f32], x: &[f32], m: usize, k: usize, stride: usize) {
+    for i in 0..m {
+        for (s, &v) in seen.iter_mut().zip(&x[i * stride..i * stride + k]) {
+            *s = s.max(v.abs());
         }
     }
-    QuantRows {
-        rows: m,
-        kp,
-        data,
-        scale,
-        zero,
+}
+
+thread_local! {
+    /// Byte buffers of dropped [`QuantRows`], for the next ones: a fresh zeroed allocation of
+    /// several MiB per GEMM cost page faults and a memset.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes rows of a [`QuantRows`] from several rayon tasks, each its own rows.
+struct RowsWriter {
+    data: *mut u8,
+    scale: *mut f32,
+    zero: *mut i32,
+    kp: usize,
+    rows: usize,
+}
+// SAFETY: the tasks write disjoint rows ([`RowsWriter::row`]'s contract).
+unsafe impl Send for RowsWriter {}
+unsafe impl Sync for RowsWriter {}
+
+impl RowsWriter {
+    /// Row i's bytes, scale and zero point.
+    ///
+    /// # Safety
+    /// No one else may hold row i meanwhile, and the [`QuantRows`] must outlive the borrow.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, i: usize) -> (&mut [u8], &mut f32, &mut i32) {
+        assert!(i < self.rows);
+        // SAFETY: within the buffers (i < rows), exclusive by the contract.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.data.add(i * self.kp), self.kp),
+                &mut *self.scale.add(i),
+                &mut *self.zero.add(i),
+            )
+        }
+    }
+}
+
+impl QuantRows {
+    /// Room for `m` rows for `w` (from the spare buffers), padding rows zeroed; the rows
+    /// themselves are left for the caller to write, padding columns included.
+    fn alloc(m: usize, w: &QuantLinear) -> Self {
+        let kp = w.kp;
+        let padded = m.div_ceil(ROWS) * ROWS;
+        let mut data = SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        data.truncate(padded * kp);
+        data.resize(padded * kp, 0);
+        data[m * kp..].fill(0);
+        Self {
+            rows: m,
+            kp,
+            data,
+            scale: vec![1f32; padded],
+            zero: vec![0i32; padded],
+        }
+    }
+
+    fn writer(&mut self) -> RowsWriter {
+        RowsWriter {
+            data: self.data.as_mut_ptr(),
+            scale: self.scale.as_mut_ptr(),
+            zero: self.zero.as_mut_ptr(),
+            kp: self.kp,
+            rows: self.rows,
+        }
+    }
+
+    /// `m` rows for `w`, row i quantised into its first `k` bytes by `row(i, bytes)` (which
+    /// returns the row's scale and zero point) on rayon; padding columns and rows hold 0.
+    fn quantize(
+        m: usize,
+        k: usize,
+        w: &QuantLinear,
+        row: impl Fn(usize, &mut [u8]) -> (f32, i32) + Sync,
+    ) -> Self {
+        assert_eq!(k, w.k);
+        let mut q = Self::alloc(m, w);
+        // Every byte of the rows is written below: no need to clear what the buffer held.
+        if q.kp > 0 {
+            let kp = q.kp;
+            q.data
+                .par_chunks_mut(kp)
+                .zip(q.scale.par_iter_mut().zip(q.zero.par_iter_mut()))
+                .take(m)
+                .enumerate()
+                .for_each(|(i, (dst, (s, z)))| {
+                    (*s, *z) = row(i, &mut dst[..k]);
+                    dst[k..].fill(0);
+                });
+        }
+        q
+    }
+}
+
+impl Drop for QuantRows {
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 4 {
+                s.push(data);
+            }
+        });
     }
 }
 
@@ -306,7 +462,7 @@ pub fn gemm_accumulate(
     out_stride: usize,
     kernel: Kernel,
 ) {
-    gemm(x, w, out, out_stride, kernel, None)
+    gemm(x, w, out, out_stride, kernel, None, None)
 }
 
 /// As [`gemm_accumulate`], but `out` is overwritten with `(residual[i, j] + bias[j]) + …`
@@ -324,11 +480,72 @@ pub fn gemm_bias(
     if let (Some((r, stride)), true) = (residual, x.rows > 0) {
         assert!(r.len() >= (x.rows - 1) * stride + w.n && stride >= w.n);
     }
-    gemm(x, w, out, out_stride, kernel, Some((bias, residual)))
+    gemm(x, w, out, out_stride, kernel, Some((bias, residual)), None)
+}
+
+/// As [`gemm_bias`], then each row of `out` goes through `post` in place (LayerNorm, the
+/// activation) and, with `next` (the int8 linear that reads `out`), is quantised for it, each
+/// chunk of rows as soon as the GEMM has finished it, while it is in cache: no separate pass
+/// over `out` for either. Returns the quantised rows when `next` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bias_post(
+    x: &QuantRows,
+    w: &QuantLinear,
+    bias: &[f32],
+    residual: Option<(&[f32], usize)>,
+    out: &mut [f32],
+    out_stride: usize,
+    kernel: Kernel,
+    post: &(dyn Fn(&mut [f32]) + Sync),
+    next: Option<&QuantLinear>,
+) -> Option<QuantRows> {
+    assert_eq!(bias.len(), w.n);
+    let m = x.rows;
+    if let (Some((r, stride)), true) = (residual, m > 0) {
+        assert!(r.len() >= (m - 1) * stride + w.n && stride >= w.n);
+    }
+    let base = Some((bias, residual));
+    let Some(next) = next else {
+        gemm(
+            x,
+            w,
+            out,
+            out_stride,
+            kernel,
+            base,
+            Some(&|_, row| post(row)),
+        );
+        return None;
+    };
+    assert_eq!(next.k, w.n);
+    let k = w.n;
+    let inv_smooth = &next.inv_smooth[..k];
+    let avx512 = Kernel::Vnni.available();
+    let mut q = QuantRows::alloc(m, next);
+    let writer = q.writer();
+    let hook = |i: usize, row: &mut [f32]| {
+        post(row);
+        // SAFETY: `gemm` hands each row to the hook once; `writer` covers `m` rows and `q`
+        // outlives the call.
+        let (dst, s, z) = unsafe { writer.row(i) };
+        (*s, *z) = quantize_row(row, inv_smooth, &mut dst[..k], avx512);
+        dst[k..].fill(0);
+    };
+    gemm(x, w, out, out_stride, kernel, base, Some(&hook));
+    if let Some(seen) = next.observed.lock().unwrap().as_mut() {
+        observe_rows(seen, out, m, k, out_stride);
+    }
+    Some(q)
 }
 
 /// What an output block starts from: the bias and residual, or `out`'s own values (`None`).
 type Base<'a> = Option<(&'a [f32], Option<(&'a [f32], usize)>)>;
+
+/// A hook run on each finished row of the output: (row index, its `n` values).
+type Post<'a> = Option<&'a (dyn Fn(usize, &mut [f32]) + Sync)>;
+
+/// Rows per work item when a [`Post`] hook runs: the chunk's outputs stay in L2 for it.
+const POST_ROWS: usize = 4 * ROWS;
 
 fn gemm(
     x: &QuantRows,
@@ -337,6 +554,7 @@ fn gemm(
     out_stride: usize,
     kernel: Kernel,
     base: Base,
+    post: Post,
 ) {
     assert!(
         kernel.available(),
@@ -349,38 +567,118 @@ fn gemm(
     }
     assert!(out.len() >= (m - 1) * out_stride + n && out_stride >= n);
     let row_blocks = m.div_ceil(ROWS);
-    // Work items: (row block, pair of tiles); each writes its own rows × columns of `out`.
     let col_blocks = n.div_ceil(2 * TILE);
+    // Work items: (panel of column blocks, row block), panel-major, each running the panel's
+    // column blocks (pairs of tiles) for its rows: the row block's bytes stay in L1 across the
+    // panel, and a thread's consecutive items reuse the panel's weights from its L2 instead of
+    // streaming the whole weight matrix once per row block.
+    let per_panel = (PANEL_BYTES / (2 * TILE * x.kp).max(1)).clamp(1, col_blocks);
+    let panels = col_blocks.div_ceil(per_panel);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    (0..row_blocks * col_blocks)
-        .into_par_iter()
-        .for_each(|item| {
-            let (rb, cb) = (item / col_blocks, item % col_blocks);
-            let mut acc = [[0i32; 2 * TILE]; ROWS];
-            let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
-            let tiles = (cb * 2, (cb * 2 + 1).min(w.n.div_ceil(TILE) - 1));
-            micro_kernel(kernel, xs, x.kp, w, tiles, &mut acc);
-            let rows = ROWS.min(m - rb * ROWS);
-            let col0 = cb * 2 * TILE;
-            let cols = (2 * TILE).min(n - col0);
-            for (r, acc_row) in acc.iter().enumerate().take(rows) {
-                let i = rb * ROWS + r;
-                // SAFETY: row i, columns col0..col0+cols of `out` are within the bounds asserted
-                // above and belong to this work item alone.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride + col0), cols)
-                };
-                let scale = &w.scale[col0..col0 + cols];
-                let colsum = &w.colsum[col0..col0 + cols];
-                let (sx, zx) = (x.scale[i], x.zero[i]);
-                let base = base.map(|(b, res)| {
-                    let res =
-                        res.map(|(r, stride)| &r[i * stride + col0..i * stride + col0 + cols]);
-                    (&b[col0..col0 + cols], res)
-                });
-                epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, base);
-            }
+    if let Some(post) = post {
+        // Work items: chunks of POST_ROWS rows over every column (panel by panel), then the
+        // hook on the chunk's rows.
+        let per_chunk = POST_ROWS / ROWS;
+        (0..row_blocks.div_ceil(per_chunk))
+            .into_par_iter()
+            .for_each(|chunk| {
+                let rbs = chunk * per_chunk..((chunk + 1) * per_chunk).min(row_blocks);
+                for panel in 0..panels {
+                    for rb in rbs.clone() {
+                        for cb in panel * per_panel..((panel + 1) * per_panel).min(col_blocks) {
+                            // SAFETY: as below.
+                            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel, base) };
+                        }
+                    }
+                }
+                for i in rbs.start * ROWS..(rbs.end * ROWS).min(m) {
+                    // SAFETY: row i of the view (asserted above), finished, and this item's
+                    // alone.
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(out_ptr.at(i * out_stride), n) };
+                    post(i, row);
+                }
+            });
+        return;
+    }
+    (0..panels * row_blocks).into_par_iter().for_each(|item| {
+        let (panel, rb) = (item / row_blocks, item % row_blocks);
+        for cb in panel * per_panel..((panel + 1) * per_panel).min(col_blocks) {
+            // SAFETY: `out` holds the (m × n) view with row stride `out_stride` (asserted
+            // above); this item alone writes these rows × columns.
+            unsafe { block(x, w, rb, cb, out_ptr, out_stride, kernel, base) };
+        }
+    });
+}
+
+/// Bytes of weights per panel of column blocks (a share of a core's L2).
+const PANEL_BYTES: usize = 256 * 1024;
+
+/// Rows `rb · ROWS…` × columns of column block `cb` (two tiles) of the product, with the
+/// epilogue.
+///
+/// # Safety
+/// `out` must hold the (x.rows × w.n) view with row stride `out_stride`, and no one else may
+/// touch this block meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    x: &QuantRows,
+    w: &QuantLinear,
+    rb: usize,
+    cb: usize,
+    out: SharedOut,
+    out_stride: usize,
+    kernel: Kernel,
+    base: Base,
+) {
+    let (m, n) = (x.rows, w.n);
+    let xs = &x.data[rb * ROWS * x.kp..(rb + 1) * ROWS * x.kp];
+    let tiles = (cb * 2, (cb * 2 + 1).min(w.n.div_ceil(TILE) - 1));
+    let rows = ROWS.min(m - rb * ROWS);
+    let col0 = cb * 2 * TILE;
+    let cols = (2 * TILE).min(n - col0);
+    let row0 = rb * ROWS;
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni {
+        let groups = w.groups();
+        let tile = |t: usize| &w.packed[t * groups * TILE * GROUP..(t + 1) * groups * TILE * GROUP];
+        let epi = vnni::Epilogue {
+            rows,
+            cols,
+            sx: &x.scale[row0..row0 + ROWS],
+            zx: &x.zero[row0..row0 + ROWS],
+            scale: &w.scale[col0..col0 + cols],
+            colsum: &w.colsum[col0..col0 + cols],
+            bias: base.map(|(b, _)| &b[col0..col0 + cols]),
+            residual: base.and_then(|(_, r)| r).map(|(r, stride)| {
+                assert!(r.len() >= (row0 + rows - 1) * stride + col0 + cols);
+                (r.as_ptr().wrapping_add(row0 * stride + col0), stride)
+            }),
+            out: out.at(row0 * out_stride + col0),
+            out_stride,
+        };
+        // SAFETY: the VNNI kernel is available (checked by `gemm`); the epilogue's slices are
+        // sized above, its pointers lie in `out` and the residual (the caller's contract).
+        return unsafe {
+            vnni::kernel_epilogue(xs, x.kp, groups, tile(tiles.0), tile(tiles.1), &epi)
+        };
+    }
+    let mut acc = [[0i32; 2 * TILE]; ROWS];
+    micro_kernel(kernel, xs, x.kp, w, tiles, &mut acc);
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let i = row0 + r;
+        // SAFETY: row i, columns col0..col0+cols of `out` are within the view (the caller's
+        // contract) and belong to this block alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * out_stride + col0), cols) };
+        let scale = &w.scale[col0..col0 + cols];
+        let colsum = &w.colsum[col0..col0 + cols];
+        let (sx, zx) = (x.scale[i], x.zero[i]);
+        let base = base.map(|(b, res)| {
+            let res = res.map(|(r, stride)| &r[i * stride + col0..i * stride + col0 + cols]);
+            (&b[col0..col0 + cols], res)
         });
+        epilogue(kernel, dst, &acc_row[..cols], sx, zx, scale, colsum, base);
+    }
 }
 
 /// `dst[c] += sx · scale[c] · (acc[c] - zx · colsum[c])`.
@@ -506,6 +804,96 @@ mod vnni {
         for (r, ar) in a.iter().enumerate() {
             _mm512_storeu_si512(acc[r].as_mut_ptr() as *mut _, ar[0]);
             _mm512_storeu_si512(acc[r].as_mut_ptr().add(TILE) as *mut _, ar[1]);
+        }
+    }
+
+    /// What [`kernel_epilogue`] writes: `rows` × `cols` outputs at `out` (rows `out_stride`
+    /// apart), each `base + sx[r] · scale[c] · (acc - zx[r] · colsum[c])` with `base` the bias
+    /// (plus the residual, rows `stride` apart) or, without a bias, `out`'s own value.
+    pub struct Epilogue<'a> {
+        pub rows: usize,
+        pub cols: usize,
+        pub sx: &'a [f32],
+        pub zx: &'a [i32],
+        pub scale: &'a [f32],
+        pub colsum: &'a [i32],
+        pub bias: Option<&'a [f32]>,
+        pub residual: Option<(*const f32, usize)>,
+        pub out: *mut f32,
+        pub out_stride: usize,
+    }
+
+    /// [`kernel`] with the epilogue ([`super::epilogue`]'s arithmetic, in the same order) applied
+    /// to the sums in registers.
+    ///
+    /// # Safety
+    /// As [`kernel`]; `e`'s slices hold `rows` / `cols` values (at most [`ROWS`] / 2 ·
+    /// [`TILE`]), and its pointers `rows` rows of `cols` values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn kernel_epilogue(
+        xs: &[u8],
+        kp: usize,
+        groups: usize,
+        w0: &[i8],
+        w1: &[i8],
+        e: &Epilogue,
+    ) {
+        assert!(xs.len() >= ROWS * kp && w0.len() >= groups * 64 && w1.len() >= groups * 64);
+        assert!(e.rows <= ROWS && e.cols <= 2 * TILE && e.sx.len() >= e.rows);
+        assert!(e.zx.len() >= e.rows && e.scale.len() >= e.cols && e.colsum.len() >= e.cols);
+        assert!(e.bias.is_none_or(|b| b.len() >= e.cols));
+        let mut a = [[_mm512_setzero_si512(); 2]; ROWS];
+        let (xp, p0, p1) = (xs.as_ptr(), w0.as_ptr(), w1.as_ptr());
+        for g in 0..groups {
+            let b0 = _mm512_loadu_si512(p0.add(g * 64) as *const _);
+            let b1 = _mm512_loadu_si512(p1.add(g * 64) as *const _);
+            for (r, ar) in a.iter_mut().enumerate() {
+                let v = (xp.add(r * kp + g * GROUP) as *const i32).read_unaligned();
+                let x = _mm512_set1_epi32(v);
+                ar[0] = _mm512_dpbusd_epi32(ar[0], x, b0);
+                ar[1] = _mm512_dpbusd_epi32(ar[1], x, b1);
+            }
+        }
+        let mask = |c0: usize| -> __mmask16 {
+            let left = e.cols.saturating_sub(c0).min(16);
+            ((1u32 << left) - 1) as __mmask16
+        };
+        let m = [mask(0), mask(16)];
+        let s = [
+            _mm512_maskz_loadu_ps(m[0], e.scale.as_ptr()),
+            _mm512_maskz_loadu_ps(m[1], e.scale.as_ptr().wrapping_add(16)),
+        ];
+        let cs = [
+            _mm512_maskz_loadu_epi32(m[0], e.colsum.as_ptr()),
+            _mm512_maskz_loadu_epi32(m[1], e.colsum.as_ptr().wrapping_add(16)),
+        ];
+        let b = e.bias.map(|b| {
+            [
+                _mm512_maskz_loadu_ps(m[0], b.as_ptr()),
+                _mm512_maskz_loadu_ps(m[1], b.as_ptr().wrapping_add(16)),
+            ]
+        });
+        for (r, ar) in a.iter().enumerate().take(e.rows) {
+            let sxv = _mm512_set1_ps(*e.sx.get_unchecked(r));
+            let zv = _mm512_set1_epi32(*e.zx.get_unchecked(r));
+            let o = e.out.add(r * e.out_stride);
+            for h in 0..2 {
+                if m[h] == 0 {
+                    break;
+                }
+                let k = _mm512_mullo_epi32(zv, cs[h]);
+                let d = match (b, e.residual) {
+                    (Some(b), None) => b[h],
+                    (Some(b), Some((res, stride))) => _mm512_add_ps(
+                        _mm512_maskz_loadu_ps(m[h], res.add(r * stride + 16 * h)),
+                        b[h],
+                    ),
+                    (None, _) => _mm512_maskz_loadu_ps(m[h], o.add(16 * h)),
+                };
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(ar[h], k));
+                let y = _mm512_fmadd_ps(_mm512_mul_ps(v, s[h]), sxv, d);
+                _mm512_mask_storeu_ps(o.add(16 * h), m[h], y);
+            }
         }
     }
 
@@ -763,6 +1151,42 @@ mod tests {
             let mut direct = vec![f32::NAN; m * n];
             gemm_bias(&q, &w, &bias, Some((&res, 2 * n)), &mut direct, n, kernel);
             assert_eq!(filled, direct, "{kernel:?} with a residual");
+        }
+    }
+
+    /// The fused GEMM → post → quantisation gives, bit for bit, what the three passes give:
+    /// the outputs (with the post applied) and the next linear's quantised rows, at a row
+    /// count that ends inside a chunk and a row block, with a residual.
+    #[test]
+    fn post_and_quantise_equal_the_separate_passes() {
+        let (m, n, k, n2) = (45, 70, 40, 33);
+        let x = pseudo(m * k, 21);
+        let w = QuantLinear::new(&pseudo(n * k, 22), n, k);
+        let next = QuantLinear::new(&pseudo(n2 * n, 23), n2, n);
+        let bias = pseudo(n, 24);
+        let res = pseudo(m * n, 25);
+        let q = quantize_rows(&x, m, k, k, &w);
+        let post = |row: &mut [f32]| row.iter_mut().for_each(|v| *v = v.max(0.0) * 0.5 - 0.1);
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Vnni] {
+            if !kernel.available() {
+                continue;
+            }
+            let mut want = vec![0f32; m * n];
+            gemm_bias(&q, &w, &bias, Some((&res, n)), &mut want, n, kernel);
+            want.chunks_exact_mut(n).for_each(post);
+            let want_q = quantize_rows(&want, m, n, n, &next);
+            let mut got = vec![f32::NAN; m * n];
+            let res = Some((&res[..], n));
+            let got_q = gemm_bias_post(&q, &w, &bias, res, &mut got, n, kernel, &post, Some(&next))
+                .expect("quantised rows");
+            assert_eq!(got, want, "{kernel:?}");
+            assert_eq!(got_q.data, want_q.data, "{kernel:?}");
+            assert_eq!((&got_q.scale, &got_q.zero), (&want_q.scale, &want_q.zero));
+            let mut only = vec![f32::NAN; m * n];
+            assert!(
+                gemm_bias_post(&q, &w, &bias, res, &mut only, n, kernel, &post, None).is_none()
+            );
+            assert_eq!(only, want, "{kernel:?} without quantising");
         }
     }
 
