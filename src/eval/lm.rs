@@ -4,7 +4,8 @@
 //! log-probability of its tokens, `pred` the argmax (the harness' `acc`) and `pred_norm` the
 //! argmax after dividing by the option's length in characters (`acc_norm`).
 //!
-//! Tokenising runs ahead of the model in a second thread. At the model's context limit
+//! Documents run longest first, as the harness runs its requests; tokenising runs ahead of the
+//! model in a second thread. At the model's context limit
 //! (`{arch}.context_length`, or [`LmRequest::max_len`]) the prompt is truncated from the left
 //! per option, as the harness does; such options then run without the shared cache, and the
 //! outcome counts them. Nothing here prints.
@@ -88,6 +89,18 @@ pub fn score_ids(
     }
 }
 
+/// Document indices, longest prompt + longest continuation first; ties in document order.
+pub fn longest_first(docs: &[LmDoc]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..docs.len()).collect();
+    order.sort_by_key(|&i| {
+        let d = &docs[i];
+        std::cmp::Reverse(
+            d.context.len() + d.continuations.iter().map(String::len).max().unwrap_or(0),
+        )
+    });
+    order
+}
+
 /// Opens the GGUF file and the data, and scores.
 pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
     let started = Instant::now();
@@ -127,14 +140,19 @@ pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
     let model_start = Instant::now();
     let mut logprobs: Vec<Option<Vec<f32>>> = vec![None; dataset.questions.len()];
     let (mut tokens, mut truncated) = (0usize, 0usize);
-    // Read-ahead: a thread tokenises documents in order while the model scores.
+    // Longest first (by characters, a proxy for tokens), as the harness orders its requests: a
+    // run that will run out of memory or meet the context limit does so at its start, and the
+    // progress bar's estimate errs long. Scores land by index, so the order changes no number.
+    let order = longest_first(&docs);
+    // Read-ahead: a thread tokenises documents in that order while the model scores.
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = mpsc::sync_channel::<Result<(usize, LmIds)>>(16);
         let tok = &model.tokenizer;
         let docs_ref: &[LmDoc] = &docs;
+        let order_ref: &[usize] = &order;
         s.spawn(move || {
-            for (i, d) in docs_ref.iter().enumerate() {
-                let r = harness::encode_doc(tok, d).map(|ids| (i, ids));
+            for &i in order_ref {
+                let r = harness::encode_doc(tok, &docs_ref[i]).map(|ids| (i, ids));
                 if tx.send(r).is_err() {
                     break;
                 }
@@ -260,4 +278,29 @@ pub fn write_record(
 ) -> Result<PathBuf> {
     let summary = results::summarize(run_meta(req, out)?, &out.predictions);
     results::write_run(output_dir, summary, &out.predictions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(context: &str, continuations: &[&str]) -> LmDoc {
+        LmDoc {
+            question: 0,
+            context: context.into(),
+            continuations: continuations.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn longest_first_counts_the_longest_option_and_keeps_ties_in_order() {
+        let docs = [
+            doc("aaaa", &[" b"]),
+            doc("aa", &[" bbbbbbb", " c"]),
+            doc("aaaaa", &[" b"]),
+            doc("aaaa", &[" c"]),
+        ];
+        // 6, 10, 7, 6 characters.
+        assert_eq!(longest_first(&docs), vec![1, 2, 0, 3]);
+    }
 }
