@@ -30,19 +30,7 @@ def main():
     d, f = os.path.split(os.path.abspath(args.gguf))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-    import json
-
-    docs, order = {}, []
-    for line in open(args.data, encoding="utf-8"):
-        row = json.loads(line)
-        pid = row["example_id"]
-        if pid not in docs:
-            docs[pid] = {"article": row["article"], "problems": []}
-            order.append(pid)
-        docs[pid]["problems"].append(
-            {"question": row["question"], "options": row["options"], "answer": row["answer"]}
-        )
-    chosen = [docs[p] for p in order[: args.limit]]
+    chosen = [doc for _, doc in ref.race_m_docs(args.data)[: args.limit]]
     start = time.perf_counter()
     tokens = 0
     for doc in chosen:

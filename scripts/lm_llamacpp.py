@@ -42,19 +42,8 @@ ROOT = ref.ROOT
 
 
 def documents(path, protocol):
-    docs, order = {}, []
-    for line in open(path, encoding="utf-8"):
-        row = json.loads(line)
-        pid = row["example_id"]
-        if pid not in docs:
-            docs[pid] = {"article": row["article"], "problems": []}
-            order.append(pid)
-        docs[pid]["problems"].append(
-            {"question": row["question"], "options": row["options"], "answer": row["answer"]}
-        )
     out = []
-    for pid in order:
-        d = docs[pid]
+    for pid, d in ref.race_m_docs(path):
         last = len(d["problems"]) - 1
         for qi in range(len(d["problems"])) if protocol == "harness-all" else [last]:
             out.append((pid, qi, d))

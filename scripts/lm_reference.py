@@ -177,6 +177,21 @@ def scored(model, tok, doc, upto):
     return ctx, [p[1] for p in pairs], per_token
 
 
+def race_m_docs(path):
+    """RACE-M as harness documents (one per article, questions in file order): (id, doc)."""
+    docs, order = {}, []
+    for line in open(path, encoding="utf-8"):
+        row = json.loads(line)
+        pid = row["example_id"]
+        if pid not in docs:
+            docs[pid] = {"article": row["article"], "problems": []}
+            order.append(pid)
+        docs[pid]["problems"].append(
+            {"question": row["question"], "options": row["options"], "answer": row["answer"]}
+        )
+    return [(pid, docs[pid]) for pid in order]
+
+
 def dream_docs(path):
     """DREAM's dialogues as harness documents: (id, doc) in file order."""
     out = []
@@ -307,19 +322,7 @@ def main():
         ref["tasks"][task] = {"file": os.path.relpath(path, SHARED), "sha256": file_sha256(path), "cases": cases}
     if os.path.exists(args.race_m):
         ref["race_m_sha256"] = file_sha256(args.race_m)
-        docs = {}
-        order = []
-        for line in open(args.race_m, encoding="utf-8"):
-            row = json.loads(line)
-            pid = row["example_id"]
-            if pid not in docs:
-                docs[pid] = {"article": row["article"], "problems": []}
-                order.append(pid)
-            docs[pid]["problems"].append(
-                {"question": row["question"], "options": row["options"], "answer": row["answer"]}
-            )
-        for pid in order[: args.articles]:
-            doc = docs[pid]
+        for pid, doc in race_m_docs(args.race_m)[: args.articles]:
             qi = len(doc["problems"]) - 1
             ctx, conts, per_token = scored(model, tok, doc, qi)
             ref["race_m"].append(hashed(pid, qi, ctx, conts, per_token))
