@@ -113,6 +113,35 @@ def convert_gguf(gguf, folder):
     os.replace(tmp, folder)
 
 
+def digits_tokenizer(src, dest):
+    """A copy of the converted folder whose tokenizer.json pre-tokenises as SmolLM2's own
+    tokenizer.json (on the Hub) and llama.cpp's `smollm` pre-tokenizer do: every digit isolated,
+    then GPT-2's byte-level split. transformers' GGUF conversion (4.57.1) keeps only the
+    byte-level step, which splits a run of spaces before a digit differently ("There are  6").
+    The weights are linked, not copied."""
+    if os.path.isfile(os.path.join(dest, "tokenizer.json")):
+        return
+    tmp = dest + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name in os.listdir(src):
+        if name == "tokenizer.json":
+            continue
+        os.symlink(os.path.join(src, name), os.path.join(tmp, name))
+    tok = json.load(open(os.path.join(src, "tokenizer.json"), encoding="utf-8"))
+    assert tok["pre_tokenizer"]["type"] == "ByteLevel", tok["pre_tokenizer"]
+    tok["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        ],
+    }
+    with open(os.path.join(tmp, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    os.replace(tmp, dest)
+
+
 def timed(cmd, env=None, log=None):
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -142,6 +171,11 @@ def main():
     ap.add_argument("--skip-harness", action="store_true", help="reuse the last harness samples")
     ap.add_argument("--race-eval", default=os.path.join(ROOT, "target", "release", "race-eval"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--tokenizer", choices=["gguf", "digits"], default="gguf",
+        help="the harness' tokenizer: transformers' conversion of the GGUF (gguf), or that with "
+        "SmolLM2's own Digits + ByteLevel pre-tokenizer (digits), as the Hub's tokenizer.json has",
+    )
     args = ap.parse_args()
 
     work = os.path.abspath(args.work)
@@ -154,6 +188,9 @@ def main():
     write_task_yaml(task_dir, data_file)
     hf_dir = os.path.join(work, "smollm2-f32")
     convert_gguf(args.gguf, hf_dir)
+    if args.tokenizer == "digits":
+        digits_tokenizer(hf_dir, hf_dir + "-digits")
+        hf_dir += "-digits"
 
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env["OMP_NUM_THREADS"] = str(args.threads)
