@@ -662,6 +662,70 @@ fn attention_bf16(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, ker
     });
 }
 
+/// One attention kernel of [`attention_bf16`] / [`attention512`]'s signature run as one task
+/// per (sequence, head), so that K and V are packed once for all of its queries.
+type HeadKernel<S> = unsafe fn(
+    *const f32,
+    usize,
+    *const f32,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    usize,
+    &[f32],
+    f32,
+    &mut S,
+);
+
+/// # Safety
+/// `kernel` must run on this CPU (its `available` checked); `io`'s bounds checked by
+/// [`check_attention_bounds`] against the buffer `out` points into.
+unsafe fn per_head<S: Default + Send>(
+    io: &AttentionIo,
+    out: &SharedMut,
+    mask: &[f32],
+    d: &Dims,
+    scale: f32,
+    kernel: HeadKernel<S>,
+) {
+    let dh = d.head_dim;
+    let tasks: Vec<(usize, usize)> = (0..io.seqs.len())
+        .filter(|&b| io.seqs[b].queries > 0)
+        .flat_map(|b| (0..d.heads).map(move |head| (b, head)))
+        .collect();
+    tasks
+        .into_par_iter()
+        .for_each_init(S::default, |scratch, (b, head)| {
+            let s = io.seqs[b];
+            let q = s.q0 * io.q_row + head * dh;
+            let k = s.k0 * io.kv_row + io.k_off + head * dh;
+            let v = s.k0 * io.kv_row + io.v_off + head * dh;
+            let c = s.c0 * io.ctx_row + head * dh;
+            // SAFETY: within the bounds checked by the caller; this task alone writes this
+            // sequence's context rows in this head's columns, and nothing reads `ctx` meanwhile.
+            unsafe {
+                kernel(
+                    io.q.as_ptr().add(q),
+                    io.q_row,
+                    io.kv.as_ptr().add(k),
+                    io.kv.as_ptr().add(v),
+                    io.kv_row,
+                    out.at(c),
+                    io.ctx_row,
+                    s.queries,
+                    s.keys,
+                    dh,
+                    &mask[s.mask0..][..s.keys],
+                    scale,
+                    scratch,
+                );
+            }
+        });
+}
+
 /// softmax(Q Kᵀ / √d + mask) V for every (sequence, head), written into `ctx`. `int8`: the
 /// layer runs in int8, whose attention takes the bf16 kernels of [`attention_bf16`] where the
 /// CPU has AVX512-BF16, else the f32 AVX-512 kernels of [`attention512`] where it has
@@ -682,78 +746,13 @@ fn attention(io: &AttentionIo, ctx: &mut [f32], mask: &[f32], d: &Dims, int8: bo
         .collect();
     let out = SharedMut(ctx.as_mut_ptr());
     if int8 && attention_bf16::available(dh) {
-        // One task per (sequence, head): K and V are rounded and packed once for its queries.
-        let heads: Vec<(usize, usize)> = tasks
-            .iter()
-            .filter(|t| t.2 == 0)
-            .map(|t| (t.0, t.1))
-            .collect();
-        heads.into_par_iter().for_each_init(
-            attention_bf16::Scratch::default,
-            |scratch, (b, head)| {
-                let s = io.seqs[b];
-                let q = s.q0 * io.q_row + head * dh;
-                let k = s.k0 * io.kv_row + io.k_off + head * dh;
-                let v = s.k0 * io.kv_row + io.v_off + head * dh;
-                let c = s.c0 * io.ctx_row + head * dh;
-                // SAFETY: as for the gemm calls below; `available` was checked.
-                unsafe {
-                    attention_bf16::head(
-                        io.q.as_ptr().add(q),
-                        io.q_row,
-                        io.kv.as_ptr().add(k),
-                        io.kv.as_ptr().add(v),
-                        io.kv_row,
-                        out.at(c),
-                        io.ctx_row,
-                        s.queries,
-                        s.keys,
-                        dh,
-                        &mask[s.mask0..][..s.keys],
-                        scale,
-                        scratch,
-                    );
-                }
-            },
-        );
+        // SAFETY: `available` was checked.
+        unsafe { per_head(io, &out, mask, d, scale, attention_bf16::head) };
         return;
     }
     if int8 && attention512::available(dh) {
-        // One task per (sequence, head): K and V are packed once for all its queries.
-        let heads: Vec<(usize, usize)> = tasks
-            .iter()
-            .filter(|t| t.2 == 0)
-            .map(|t| (t.0, t.1))
-            .collect();
-        heads.into_par_iter().for_each_init(
-            attention512::Scratch::default,
-            |scratch, (b, head)| {
-                let s = io.seqs[b];
-                let (nq, nk, t0) = (s.queries, s.keys, 0);
-                let q = (s.q0 + t0) * io.q_row + head * dh;
-                let k = s.k0 * io.kv_row + io.k_off + head * dh;
-                let v = s.k0 * io.kv_row + io.v_off + head * dh;
-                let c = (s.c0 + t0) * io.ctx_row + head * dh;
-                // SAFETY: as for the gemm calls below; `available` was checked.
-                unsafe {
-                    attention512::head(
-                        io.q.as_ptr().add(q),
-                        io.q_row,
-                        io.kv.as_ptr().add(k),
-                        io.kv.as_ptr().add(v),
-                        io.kv_row,
-                        out.at(c),
-                        io.ctx_row,
-                        nq,
-                        nk,
-                        dh,
-                        &mask[s.mask0..][..nk],
-                        scale,
-                        scratch,
-                    );
-                }
-            },
-        );
+        // SAFETY: `available` was checked.
+        unsafe { per_head(io, &out, mask, d, scale, attention512::head) };
         return;
     }
     let max_keys = io.seqs.iter().map(|s| s.keys).max().unwrap_or(0);
