@@ -121,7 +121,7 @@ pub fn locate_decoder(
             hub: Some((repo, commit)),
         }));
     }
-    if path.is_absolute() || spec.starts_with('.') || !hub::is_repo_id(id) {
+    if super::model::looks_local(spec) || !hub::is_repo_id(id) {
         return Ok(None);
     }
     let repo = hub::parse_model_spec(spec, revision)?;

@@ -146,7 +146,7 @@ pub fn open_config(spec: &str, revision: Option<&str>, cfg: &HubConfig) -> Resul
 }
 
 /// A path rather than a Hub id: absolute, starting with `.`, two or more `/`, or existing.
-fn looks_local(spec: &str) -> bool {
+pub(super) fn looks_local(spec: &str) -> bool {
     let path = Path::new(spec);
     path.is_absolute() || spec.starts_with('.') || spec.matches('/').count() > 1 || path.exists()
 }
