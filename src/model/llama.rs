@@ -5,11 +5,14 @@
 //! (`down(silu(gate(x)) * up(x))`) → residual, a final RMSNorm and the output projection (the
 //! token embedding itself when the file has no `output.weight`: tied embeddings).
 //!
-//! Weights stay in the file's own quantisation (Q4_0, Q4_1, Q8_0, K-quants, …) and every linear
-//! is candle's [`QMatMul`], which on the CPU quantises its input rows to the weight type's
-//! activation format (Q8_1 for Q4_1, Q8_0 for Q8_0, Q8_K for K-quants) and multiplies in integers,
-//! as llama.cpp does. [`WeightMode::Dequantized`] instead dequantises every weight to f32 once (the
-//! arithmetic transformers runs on a GGUF file), for parity checks.
+//! Weights stay in the file's own quantisation (Q4_0, Q4_1, Q8_0, K-quants, …). By default
+//! ([`WeightMode::DequantizeOnUse`]) each linear dequantises its weight a panel of rows at a time
+//! as it multiplies, in f32 ([`super::dequant`]): the arithmetic transformers runs on a GGUF file
+//! (what lm-evaluation-harness computes), at about the file's size in memory.
+//! [`WeightMode::Dequantized`] dequantises every weight once at load (the same products, more
+//! memory). [`WeightMode::Quantized`] runs candle's [`QMatMul`], which on the CPU quantises its
+//! input rows to the weight type's activation format (Q8_1 for Q4_1, Q8_0 for Q8_0, Q8_K for
+//! K-quants) and multiplies in integers, as llama.cpp does.
 //!
 //! Rotary positions: llama.cpp's converter permutes the rows of `attn_q` and `attn_k` so that
 //! each head's rotated pairs are adjacent, (0,1), (2,3), …; with those weights the interleaved
@@ -31,7 +34,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, IndexOp, Layout, Module, Storage, Tensor, D};
+
+use super::dequant;
 
 /// How the weights are held and multiplied.
 #[derive(
@@ -43,11 +48,11 @@ pub enum WeightMode {
     /// activations too (Q8_1 for Q4_1): llama.cpp's arithmetic. candle 0.11 has no fast CPU
     /// kernel for every type (Q4_1 runs at a fraction of the f32 GEMM's speed here).
     Quantized,
-    /// In the file's quantisation in memory; each linear dequantises its weight to f32 when it
-    /// runs and multiplies in f32: transformers' arithmetic on a GGUF file (what
-    /// lm-evaluation-harness computes), at about the file's size in memory.
+    /// In the file's quantisation in memory; each linear dequantises its weight to f32 a panel
+    /// of rows at a time as it multiplies, in f32: transformers' arithmetic on a GGUF file
+    /// (what lm-evaluation-harness computes), at about the file's size in memory.
     DequantizeOnUse,
-    /// Dequantised to f32 once at load: the same arithmetic as `dequantize-on-use`, faster,
+    /// Dequantised to f32 once at load: the same products as `dequantize-on-use`, bit for bit,
     /// with 4 bytes per weight resident.
     Dequantized,
 }
@@ -64,11 +69,14 @@ impl WeightMode {
 
 /// A linear layer's weight (`(out, in)`), multiplied as its [`WeightMode`] says.
 enum Linear {
+    /// candle's quantised kernels ([`WeightMode::Quantized`]).
     Q(QMatMul),
+    /// An f32 weight: dequantised at load, f32 or f16 in the file, or a transformers checkpoint.
+    Dense(Tensor),
+    /// Dequantised a panel of rows at a time as it is multiplied ([`dequant::matmul_t`]).
     OnUse(Arc<QTensor>),
     /// Blocks of output rows, each multiplied as the others and the outputs joined (the
-    /// output layer: dequantised on use, its f32 form, vocabulary × hidden, would be larger than
-    /// the whole quantised file; one block at a time is not).
+    /// output layer and the token embedding are read from the file a block at a time).
     Rows(Vec<Linear>),
 }
 
@@ -152,7 +160,7 @@ impl Linear {
     fn new(q: Arc<QTensor>, mode: WeightMode, device: &Device) -> Result<Self> {
         Ok(match (mode, q.dtype()) {
             (_, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
-            | (WeightMode::Dequantized, _) => Linear::Q(QMatMul::Tensor(q.dequantize(device)?)),
+            | (WeightMode::Dequantized, _) => Linear::Dense(q.dequantize(device)?),
             (WeightMode::Quantized, _) => Linear::Q(QMatMul::from_arc(q)?),
             (WeightMode::DequantizeOnUse, _) => Linear::OnUse(q),
         })
@@ -166,22 +174,72 @@ impl Linear {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Linear::Q(m) => m.forward(x),
-            Linear::OnUse(q) => {
-                let w = q.dequantize(&x.device().clone())?;
-                x.broadcast_matmul(&w.t()?)
-            }
+    /// `x · Wᵀ` for `x` of shape `(…, in)`. f32 on the CPU takes [`dequant::matmul_t`] (f32
+    /// and quantised weights alike: the same panels and GEMM calls, so the same bits); other
+    /// devices take candle's matmul.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = match self {
+            Linear::Q(m) => return Ok(m.forward(x)?),
             Linear::Rows(blocks) => {
                 let parts = blocks
                     .iter()
                     .map(|b| b.forward(x))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Tensor::cat(&parts, D::Minus1)
+                    .collect::<Result<Vec<_>>>()?;
+                return Ok(Tensor::cat(&parts, D::Minus1)?);
             }
+            Linear::Dense(w) => w,
+            Linear::OnUse(q) if !x.device().is_cpu() => {
+                let w = q.dequantize(x.device())?;
+                return Ok(x.broadcast_matmul(&w.t()?)?);
+            }
+            Linear::OnUse(q) => {
+                let data = q.data()?;
+                let (n, k) = q.shape().dims2()?;
+                let rows = dequant::WeightRows::Ggml {
+                    data: &data,
+                    dtype: q.dtype(),
+                };
+                return cpu_matmul_t(x, rows, n, k);
+            }
+        };
+        if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+            return Ok(x.broadcast_matmul(&w.t()?)?);
         }
+        let (n, k) = w.dims2()?;
+        let w = w.contiguous()?;
+        let (storage, layout) = w.storage_and_layout();
+        cpu_matmul_t(
+            x,
+            dequant::WeightRows::F32(f32_slice(&storage, layout)?),
+            n,
+            k,
+        )
     }
+}
+
+/// The f32 values of a contiguous CPU tensor's storage.
+fn f32_slice<'s>(storage: &'s Storage, layout: &Layout) -> Result<&'s [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Ok(&data[start..end]),
+        _ => bail!("internal: expected a contiguous f32 tensor on the CPU"),
+    }
+}
+
+/// `x · Wᵀ` on the CPU in f32 for `x` of shape `(…, k)` and `W` of `n` rows of `k` values.
+fn cpu_matmul_t(x: &Tensor, w: dequant::WeightRows, n: usize, k: usize) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&k) {
+        bail!("internal: input of shape {dims:?} for a weight of {k} columns");
+    }
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let m = x.elem_count() / k.max(1);
+    let mut out = vec![0f32; m * n];
+    {
+        let (storage, layout) = x.storage_and_layout();
+        dequant::matmul_t(f32_slice(&storage, layout)?, m, k, w, n, &mut out)?;
+    }
+    *dims.last_mut().unwrap() = n;
+    Ok(Tensor::from_vec(out, dims, x.device())?)
 }
 
 /// The architecture's hyperparameters, from the GGUF metadata (`{arch}.*` keys).
@@ -612,7 +670,7 @@ impl Llama {
         };
         let c = &config;
         let (h, q_dim, kv) = (c.hidden, c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
-        let lin = |t: Tensor| Linear::Q(QMatMul::Tensor(t));
+        let lin = Linear::Dense;
         let mut layers = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
             let p = format!("{prefix}layers.{i}.");

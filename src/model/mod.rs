@@ -17,6 +17,7 @@ mod backbone;
 mod bf16;
 pub mod config;
 mod cpu_encoder;
+mod dequant;
 mod embeddings;
 mod encoder;
 pub mod family;
