@@ -834,8 +834,13 @@ impl Llama {
             // Grouped-query attention without copying keys and values: the `groups` query
             // heads of one key/value head become `groups * l` rows against it.
             let q = q.reshape((b, c.n_kv_head, groups * l, c.head_dim))?;
-            let scores = (q.matmul(&k_all.contiguous()?.t()?)? * scale)?.broadcast_add(&mask)?;
+            // One statement per step: each intermediate (heads × queries × keys floats, the
+            // largest tensors of a long prompt) is freed as the next is made.
+            let mut scores = q.matmul(&k_all.contiguous()?.t()?)?;
+            scores = (scores * scale)?;
+            scores = scores.broadcast_add(&mask)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            drop(scores);
             let attn = probs
                 .matmul(&v_all.contiguous()?)?
                 .reshape((b, c.n_head, l, c.head_dim))?
@@ -874,13 +879,15 @@ impl Llama {
                     len: part.len(),
                     last,
                 },
+                // Each layer's old keys and values are dropped as soon as they are joined, so
+                // the cache is not held twice over.
                 Some(old) => KvCache {
                     layers: old
                         .layers
-                        .iter()
+                        .into_iter()
                         .zip(kv)
                         .map(|((pk, pv), (k, v))| {
-                            Ok((Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?))
+                            Ok((Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?))
                         })
                         .collect::<Result<_>>()?,
                     len: old.len + part.len(),
