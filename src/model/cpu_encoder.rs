@@ -37,7 +37,7 @@ use super::activation::Activation;
 use super::attention512;
 use super::attention_bf16;
 use super::bf16::{self, Bf16Linear, Bf16Rows};
-use super::kernels;
+use super::kernels::{self, SharedMut};
 use super::quant::{self, QuantLinear};
 
 /// A layer's linear weights quantised to int8 (`--dtype int8`), with the kernel that runs them.
@@ -546,20 +546,6 @@ fn activate(x: &mut [f32], act: Activation) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A pointer that rayon tasks may share: each task writes a disjoint region.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: only used by `attention`, whose tasks write disjoint (rows, head columns) blocks.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// Through a method, so closures capture the wrapper (Send) and not the bare pointer.
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 /// One sequence's share of an attention call: its queries, keys and context rows.

@@ -20,6 +20,8 @@ use candle_core::quantized::k_quants::{self, GgmlType};
 use candle_core::quantized::GgmlDType;
 use gemm::Parallelism;
 
+use super::kernels::SharedMut;
+
 /// Bytes of f32 weights per panel: with the panel of the input rows the GEMM reads, about half
 /// of a 1 MiB L2 cache.
 const PANEL_BYTES: usize = 256 * 1024;
@@ -178,7 +180,7 @@ pub(crate) fn matmul_t(
     }
     let rows = panel_rows(k);
     let panels = n.div_ceil(rows);
-    let out_at = SendPtr(out.as_mut_ptr());
+    let out_at = SharedMut(out.as_mut_ptr());
     let failed = std::sync::Mutex::new(None);
     // candle's own worker threads, which its element-wise ops between these products use: on
     // rayon's, candle's workers would spin for work beside them (one thread too many per core).
@@ -206,7 +208,7 @@ fn panel(
     w: WeightRows,
     n: usize,
     r: std::ops::Range<usize>,
-    out: SendPtr,
+    out: SharedMut,
 ) -> Result<()> {
     let run = |wp: &[f32]| {
         // SAFETY: `a` is m × k (row stride k), `wp` holds rows r of `w` (read as wᵀ: element
@@ -217,7 +219,7 @@ fn panel(
                 m,
                 r.len(),
                 k,
-                out.get().add(r.start),
+                out.at(r.start),
                 1,
                 n as isize,
                 false,
@@ -254,20 +256,6 @@ fn panel(
         }
     }
     Ok(())
-}
-
-/// A raw output pointer shared by the panels, which write disjoint columns.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: every panel writes only its own columns of the buffer behind the pointer, which
-// outlives the parallel loop.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Whether the AVX-512 kernels run here.
@@ -386,6 +374,16 @@ mod tests {
             .collect()
     }
 
+    /// candle's dequantisation of `q`, row after row.
+    fn candle_floats(q: &QTensor) -> Vec<f32> {
+        let t = q.dequantize(&Device::Cpu).unwrap();
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
     fn quantized(dtype: GgmlDType, n: usize, k: usize) -> QTensor {
         let t = Tensor::from_vec(values(n * k, n as u64 + k as u64), (n, k), &Device::Cpu).unwrap();
         QTensor::quantize(&t, dtype).unwrap()
@@ -408,30 +406,20 @@ mod tests {
     fn dequantisation_is_candles_bit_for_bit() {
         for dtype in TYPES {
             let q = quantized(dtype, 8, 512);
-            let want: Vec<f32> = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let want = candle_floats(&q);
             let mut got = vec![f32::NAN; want.len()];
             dequantize(&q.data().unwrap(), dtype, &mut got).unwrap();
-            let same = want
-                .iter()
-                .zip(&got)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{dtype:?}: differs from candle's dequantisation");
+            assert!(
+                same_bits(&want, &got),
+                "{dtype:?}: differs from candle's dequantisation"
+            );
             // Misaligned bytes (a copy one byte off) take the copying path and agree too.
             let bytes = q.data().unwrap().to_vec();
             let mut shifted = vec![0u8; bytes.len() + 1];
             shifted[1..].copy_from_slice(&bytes);
             let mut again = vec![f32::NAN; want.len()];
             dequantize(&shifted[1..], dtype, &mut again).unwrap();
-            assert!(again
-                .iter()
-                .zip(&got)
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(same_bits(&again, &got), "{dtype:?}: misaligned copy");
         }
     }
 
@@ -449,13 +437,7 @@ mod tests {
         let (m, k, n) = (37, 512, 300);
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q6K] {
             let q = quantized(dtype, n, k);
-            let w: Vec<f32> = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let w = candle_floats(&q);
             let a = values(m * k, 7);
             let mut got = vec![f32::NAN; m * n];
             let rows = WeightRows::Ggml {
@@ -465,10 +447,10 @@ mod tests {
             matmul_t(&a, m, k, rows, n, &mut got).unwrap();
             let mut dense = vec![f32::NAN; m * n];
             matmul_t(&a, m, k, WeightRows::F32(&w), n, &mut dense).unwrap();
-            assert!(got
-                .iter()
-                .zip(&dense)
-                .all(|(x, y)| x.to_bits() == y.to_bits()));
+            assert!(
+                same_bits(&got, &dense),
+                "{dtype:?}: f32 and quantised forms differ"
+            );
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k)

@@ -203,6 +203,22 @@ simd_fn! {
     }
 }
 
+/// A pointer that parallel tasks may share, each writing its own disjoint region of the buffer
+/// behind it (which outlives the tasks): attention's (rows, head columns) blocks in
+/// [`super::cpu_encoder`], GEMM panels' columns in [`super::dequant`].
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: the users write disjoint regions only, as above.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Through a method, so closures capture the wrapper (Send) and not the bare pointer.
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// Whether the AVX-512 element-wise kernels run here.
 fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
