@@ -4,7 +4,8 @@
 //! positions, head), [`config`], [`embeddings`], [`attention`], [`encoder`] (the one layer
 //! recipe), [`backbone`], [`multiple_choice`] (the RACE head), and [`weights`] (checkpoint
 //! formats). [`cpu_encoder`] runs the same layers for f32 inference on the CPU on raw buffers,
-//! with the kernels in [`kernels`].
+//! with the kernels in [`kernels`]. [`llama`] is the decoder LM (Llama, Qwen2), whose GGUF
+//! linears run in f32 through [`dequant`], a dequantised panel of weight rows at a time.
 
 // The public surface is the re-exports below and the modules a caller names: `config`,
 // `family`, `presets`, `weights` (checkpoint formats), `seeded_dropout` (reproducible
