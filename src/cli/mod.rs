@@ -147,10 +147,11 @@ pub struct LmArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Decoder LMs: how the GGUF weights are multiplied. dequantize-on-use (default): kept
-    /// quantised in memory, each linear dequantised to f32 as it runs (transformers' arithmetic,
-    /// memory about the file's size); dequantized: f32 resident (faster, 4 bytes per weight);
-    /// quantized: candle's quantised kernels with quantised activations (llama.cpp's arithmetic).
-    /// A safetensors folder always runs in f32
+    /// quantised in memory, each linear dequantised to f32 a panel of rows at a time as it runs
+    /// (transformers' arithmetic, memory about the file's size); dequantized: f32 resident (the
+    /// same results, 4 bytes per weight, no faster); quantized: candle's quantised kernels with
+    /// quantised activations (llama.cpp's arithmetic, much slower here). A safetensors folder
+    /// always runs in f32
     #[arg(long, value_enum, value_name = "MODE")]
     pub weights: Option<crate::model::llama::WeightMode>,
 }
