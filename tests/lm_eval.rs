@@ -73,6 +73,9 @@ fn cached_scores_equal_plain_sequences() {
     assert_eq!(out.truncated, 0);
     let model = Llama::from_gguf(&path, WeightMode::Dequantized, &Device::Cpu).unwrap();
     let docs = harness::documents(&out.dataset.questions, Protocol::HarnessAll);
+    // The three are one article's: the second and third reuse the cache of the prompt before.
+    let passage = |i: usize| &out.dataset.questions[docs[i].question].passage_id;
+    assert!(passage(0) == passage(1) && passage(1) == passage(2));
     let tok = race_eval::open::open_gguf(&path).unwrap().tokenizer;
     for (p, doc) in out.predictions.iter().zip(&docs) {
         let q = &out.dataset.questions[doc.question];
@@ -323,4 +326,56 @@ fn chunked_prompt_equals_whole_prompt() {
             assert!((g - w).abs() < 1e-3, "chunk {chunk}: {g} vs {w}");
         }
     }
+}
+
+/// A prompt that reuses another's cache for the tokens they share gives the same continuation
+/// log-likelihoods as the prompt run alone, whatever the two share: a prefix (the next
+/// question of an article), everything (the same prompt again: its last token still runs),
+/// a longer previous prompt, or nothing.
+#[test]
+fn reused_prompt_cache_equals_a_fresh_prompt() {
+    let path = need_gguf!();
+    let model = Llama::from_gguf(&path, WeightMode::DequantizeOnUse, &Device::Cpu).unwrap();
+    let ids: Vec<u32> = (0..300u32).map(|i| 200 + (i * 37) % 5000).collect();
+    let conts = vec![vec![300, 301, 302], vec![400], vec![500, 501]];
+    let fresh = model.prompt(&ids).unwrap();
+    let want = model.continuation_logprobs(&fresh, &conts).unwrap();
+    let other: Vec<u32> = (0..50u32).map(|i| 7000 + i).collect();
+    let longer: Vec<u32> = ids.iter().copied().chain([11, 12, 13]).collect();
+    // (previous prompt, tokens expected to run)
+    let cases: [(&[u32], usize); 4] = [
+        (&ids[..260], 40),
+        (&ids[..], 1),
+        (&longer[..], 1),
+        (&other[..], 300),
+    ];
+    for (prev, runs) in cases {
+        let cache = model.prompt(prev).unwrap();
+        let (reused, ran) = model.prompt_reusing(Some((prev, cache)), &ids).unwrap();
+        assert_eq!(
+            (reused.len(), ran),
+            (300, runs),
+            "previous of {}",
+            prev.len()
+        );
+        let got = model.continuation_logprobs(&reused, &conts).unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!(
+                (g - w).abs() < 1e-3,
+                "previous of {}: {g} vs {w}",
+                prev.len()
+            );
+        }
+    }
+    // A cache that is not the named prompt's is refused.
+    let cache = model.prompt(&ids[..10]).unwrap();
+    let e = model
+        .prompt_reusing(Some((&ids[..20], cache)), &ids)
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .contains("a cache of 10 tokens for a prompt of 20"),
+        "{e}"
+    );
 }

@@ -4,8 +4,10 @@
 //! log-probability of its tokens, `pred` the argmax (the harness' `acc`) and `pred_norm` the
 //! argmax after dividing by the option's length in characters (`acc_norm`).
 //!
-//! Documents run longest first, as the harness runs its requests; tokenising runs ahead of the
-//! model in a second thread. At the model's context limit
+//! Documents run longest first, as the harness runs its requests, a passage's documents
+//! together: under `harness-all` each question's prompt extends the one before it, whose keys
+//! and values it reuses for the tokens they share. Tokenising runs ahead of the model in a
+//! second thread. At the model's context limit
 //! (`{arch}.context_length`, or [`LmRequest::max_len`]) the prompt is truncated from the left
 //! per option, as the harness does; such options then run without the shared cache, and the
 //! outcome counts them. Nothing here prints.
@@ -20,7 +22,7 @@ use candle_core::Device;
 use crate::data::{self, LevelFilter, Task};
 use crate::features::harness::{self, LmDoc, LmIds, Protocol};
 use crate::metrics::LevelScores;
-use crate::model::llama::{Llama, WeightMode};
+use crate::model::llama::{KvCache, Llama, WeightMode};
 use crate::open::{self, LmLocation, OpenedData, OpenedLm};
 use crate::results::{self, ModelInfo, Prediction, RunKind, RunMeta, Settings};
 
@@ -63,18 +65,29 @@ pub struct LmOutcome {
     pub model_secs: f64,
 }
 
-/// The log-likelihood of every option of one document, per option its tokens' log-probabilities.
+/// The log-likelihood of every option of one document, per option its tokens' log-probabilities;
+/// the tokens run through the model; whether the prompt was truncated at the context limit.
+/// `previous` holds the last prompt's ids and cache, reused for the tokens this prompt shares
+/// with it ([`Llama::prompt_reusing`]), and is left holding this one's (emptied when this one
+/// was truncated).
 pub fn score_ids(
     model: &Llama,
     ids: &LmIds,
     max_len: usize,
+    previous: &mut Option<(Vec<u32>, KvCache)>,
 ) -> Result<(Vec<Vec<f32>>, usize, bool)> {
+    let before = previous.take();
     match harness::truncated_contexts(ids, max_len)? {
         None => {
-            let cache = model.prompt(&ids.context)?;
+            let (cache, ran) = match before {
+                Some((prev_ids, cache)) => {
+                    model.prompt_reusing(Some((&prev_ids, cache)), &ids.context)?
+                }
+                None => model.prompt_reusing(None, &ids.context)?,
+            };
             let out = model.continuation_logprobs(&cache, &ids.continuations)?;
-            let tokens =
-                ids.context.len() + ids.continuations.iter().map(|c| c.len() - 1).sum::<usize>();
+            let tokens = ran + ids.continuations.iter().map(|c| c.len() - 1).sum::<usize>();
+            *previous = Some((ids.context.clone(), cache));
             Ok((out, tokens, false))
         }
         Some(contexts) => {
@@ -89,16 +102,27 @@ pub fn score_ids(
     }
 }
 
-/// Document indices, longest prompt + longest continuation first; ties in document order.
-pub fn longest_first(docs: &[LmDoc]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..docs.len()).collect();
-    order.sort_by_key(|&i| {
-        let d = &docs[i];
-        std::cmp::Reverse(
-            d.context.len() + d.continuations.iter().map(String::len).max().unwrap_or(0),
-        )
-    });
-    order
+/// Document indices in the order they run: the documents of one passage together and in their
+/// own order (under `harness-all` each prompt extends the one before, whose cache it reuses),
+/// the passages longest first (their longest prompt + longest continuation, in characters);
+/// ties in document order. Under `harness-last` (one document per passage) that is simply the
+/// longest document first.
+pub fn run_order(docs: &[LmDoc], passage: impl Fn(&LmDoc) -> String) -> Vec<usize> {
+    let size =
+        |d: &LmDoc| d.context.len() + d.continuations.iter().map(String::len).max().unwrap_or(0);
+    let mut groups: Vec<(String, usize, Vec<usize>)> = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    for (i, d) in docs.iter().enumerate() {
+        let key = passage(d);
+        let g = *at.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, 0, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1 = groups[g].1.max(size(d));
+        groups[g].2.push(i);
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.1));
+    groups.into_iter().flat_map(|g| g.2).collect()
 }
 
 /// Opens the GGUF file and the data, and scores.
@@ -142,8 +166,13 @@ pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
     let (mut tokens, mut truncated) = (0usize, 0usize);
     // Longest first (by characters, a proxy for tokens), as the harness orders its requests: a
     // run that will run out of memory or meet the context limit does so at its start, and the
-    // progress bar's estimate errs long. Scores land by index, so the order changes no number.
-    let order = longest_first(&docs);
+    // progress bar's estimate errs long. A passage's documents run together, each reusing the
+    // cache of the one before. Scores land by index, so the order changes no number beyond
+    // float summation order.
+    let passage_of = |d: &LmDoc| dataset.questions[d.question].passage_id.clone();
+    let order = run_order(&docs, passage_of);
+    let mut previous: Option<(Vec<u32>, KvCache)> = None;
+    let mut previous_passage: Option<String> = None;
     // Read-ahead: a thread tokenises documents in that order while the model scores.
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = mpsc::sync_channel::<Result<(usize, LmIds)>>(16);
@@ -161,14 +190,21 @@ pub fn evaluate_lm(req: &LmRequest) -> Result<LmOutcome> {
         for r in rx {
             let (i, ids) = r?;
             let q = &dataset.questions[docs[i].question];
-            let (per_token, n, cut) = score_ids(&llama, &ids, max_len).with_context(|| {
-                format!(
-                    "question `{}` (passage {}, question {})",
-                    q.id,
-                    q.passage_id,
-                    q.question_index + 1
-                )
-            })?;
+            // A cache is kept only within a passage: another passage's prompt shares no more
+            // than "Article:" with it, and holding it would add its size to the peak.
+            if previous_passage.as_deref() != Some(q.passage_id.as_str()) {
+                previous = None;
+                previous_passage = Some(q.passage_id.clone());
+            }
+            let (per_token, n, cut) = score_ids(&llama, &ids, max_len, &mut previous)
+                .with_context(|| {
+                    format!(
+                        "question `{}` (passage {}, question {})",
+                        q.id,
+                        q.passage_id,
+                        q.question_index + 1
+                    )
+                })?;
             tokens += n;
             truncated += cut as usize;
             let sums: Vec<f32> = per_token
@@ -293,14 +329,26 @@ mod tests {
     }
 
     #[test]
-    fn longest_first_counts_the_longest_option_and_keeps_ties_in_order() {
+    fn run_order_keeps_passages_together_longest_first() {
         let docs = [
             doc("aaaa", &[" b"]),
             doc("aa", &[" bbbbbbb", " c"]),
             doc("aaaaa", &[" b"]),
             doc("aaaa", &[" c"]),
         ];
-        // 6, 10, 7, 6 characters.
-        assert_eq!(longest_first(&docs), vec![1, 2, 0, 3]);
+        // One passage each: 6, 10, 7, 6 characters, longest first, ties in order.
+        let own = |d: &LmDoc| d.context.clone() + &d.continuations.concat();
+        assert_eq!(run_order(&docs, own), vec![1, 2, 0, 3]);
+        // Passages p (docs 0, 2: longest 7) and q (docs 1, 3: longest 10): q first, each
+        // passage's documents in their own order.
+        let by = |d: &LmDoc| {
+            if d.context.len() == 2 || d.continuations[0] == " c" {
+                "q"
+            } else {
+                "p"
+            }
+            .to_string()
+        };
+        assert_eq!(run_order(&docs, by), vec![1, 3, 0, 2]);
     }
 }

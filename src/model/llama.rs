@@ -868,7 +868,57 @@ impl Llama {
         if ids.is_empty() {
             bail!("an empty prompt cannot be scored (no token predicts the continuation)");
         }
-        let mut cache: Option<KvCache> = None;
+        self.extend(None, ids, chunk)
+    }
+
+    /// The cache of prompt `ids`, reusing `previous` (the cache of the prompt `previous_ids`)
+    /// for the tokens the two share at their start: only the rest runs. Scoring every
+    /// question of an article (`harness-all`), each prompt extends the one before it by that
+    /// question's answer and the next question, so nearly all of it is shared. At least the
+    /// last token always runs (its hidden state predicts the continuations). The same
+    /// numbers as [`Llama::prompt`] up to float summation order (a different chunking).
+    pub fn prompt_reusing(
+        &self,
+        previous: Option<(&[u32], KvCache)>,
+        ids: &[u32],
+    ) -> Result<(KvCache, usize)> {
+        if ids.is_empty() {
+            bail!("an empty prompt cannot be scored (no token predicts the continuation)");
+        }
+        let Some((prev_ids, cache)) = previous else {
+            return Ok((self.prompt(ids)?, ids.len()));
+        };
+        if prev_ids.len() != cache.len {
+            bail!(
+                "internal: a cache of {} tokens for a prompt of {}",
+                cache.len,
+                prev_ids.len()
+            );
+        }
+        let shared = prev_ids
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        if shared == 0 {
+            return Ok((self.prompt(ids)?, ids.len()));
+        }
+        let kept = KvCache {
+            layers: cache
+                .layers
+                .into_iter()
+                .map(|(k, v)| Ok((k.narrow(2, 0, shared)?, v.narrow(2, 0, shared)?)))
+                .collect::<Result<_>>()?,
+            len: shared,
+            last: cache.last,
+        };
+        let run = ids.len() - shared;
+        Ok((self.extend(Some(kept), &ids[shared..], PROMPT_CHUNK)?, run))
+    }
+
+    /// `cache` (if any) followed by `ids`, run `chunk` tokens at a time.
+    fn extend(&self, mut cache: Option<KvCache>, ids: &[u32], chunk: usize) -> Result<KvCache> {
         for part in ids.chunks(chunk.max(1)) {
             let t = Tensor::new(part, &self.device)?.unsqueeze(0)?;
             let (x, kv) = self.forward(&t, cache.as_ref())?;
