@@ -7,7 +7,7 @@
 //!
 //! Weights stay in the file's own quantisation (Q4_0, Q4_1, Q8_0, K-quants, …). By default
 //! ([`WeightMode::DequantizeOnUse`]) each linear dequantises its weight a panel of rows at a time
-//! as it multiplies, in f32 ([`super::dequant`]): the arithmetic transformers runs on a GGUF file
+//! as it multiplies, in f32 (`src/model/dequant.rs`): the arithmetic transformers runs on a GGUF file
 //! (what lm-evaluation-harness computes), at about the file's size in memory.
 //! [`WeightMode::Dequantized`] dequantises every weight once at load (the same products, more
 //! memory). [`WeightMode::Quantized`] runs candle's [`QMatMul`], which on the CPU quantises its
@@ -75,8 +75,9 @@ enum Linear {
     Dense(Tensor),
     /// Dequantised a panel of rows at a time as it is multiplied ([`dequant::matmul_t`]).
     OnUse(Arc<QTensor>),
-    /// Blocks of output rows, each multiplied as the others and the outputs joined (the
-    /// output layer and the token embedding are read from the file a block at a time).
+    /// Blocks of output rows, each multiplied as the others and the outputs joined: the output
+    /// layer, read from the file a block of rows at a time (so that its rows' log-sum-exp can
+    /// run a block at a time, [`Llama::target_logprobs`]).
     Rows(Vec<Linear>),
 }
 
