@@ -6,9 +6,9 @@
 //! token embedding itself when the file has no `output.weight`: tied embeddings).
 //!
 //! Weights stay in the file's own quantisation (Q4_0, Q4_1, Q8_0, K-quants, …). By default
-//! ([`WeightMode::DequantizeOnUse`]) each linear dequantises its weight a panel of rows at a time
-//! as it multiplies, in f32 (`src/model/dequant.rs`): the arithmetic transformers runs on a GGUF file
-//! (what lm-evaluation-harness computes), at about the file's size in memory.
+//! ([`WeightMode::DequantizeOnUse`]) each linear dequantises its weight a panel of rows at a
+//! time as it multiplies, in f32 (`src/model/dequant.rs`): the arithmetic transformers runs on
+//! a GGUF file (what lm-evaluation-harness computes), at about the file's size in memory.
 //! [`WeightMode::Dequantized`] dequantises every weight once at load (the same products, more
 //! memory). [`WeightMode::Quantized`] runs candle's [`QMatMul`], which on the CPU quantises its
 //! input rows to the weight type's activation format (Q8_1 for Q4_1, Q8_0 for Q8_0, Q8_K for
