@@ -63,20 +63,13 @@ impl WeightRows<'_> {
     }
 }
 
-/// Dequantises `rows` of `k` values each, bytes `data` of type `dtype`, into `out`
-/// (`rows × k` floats): candle's `to_float`, bit for bit.
-pub(crate) fn dequantize(data: &[u8], dtype: GgmlDType, out: &mut [f32]) -> Result<()> {
-    let blocks = out.len() / dtype.block_size();
-    if !out.len().is_multiple_of(dtype.block_size()) || data.len() != blocks * dtype.type_size() {
-        bail!(
-            "{} {dtype:?} bytes do not hold {} values",
-            data.len(),
-            out.len()
-        );
-    }
+/// Dequantises GGML blocks `data` of type `dtype` into `out`, `out.len() / block_size` of them
+/// (the caller has checked the lengths, [`WeightRows::check`]): candle's `to_float`, bit for
+/// bit.
+fn dequantize(data: &[u8], dtype: GgmlDType, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
-        // SAFETY: the CPU has AVX-512F; the lengths were checked above.
+        // SAFETY: the CPU has AVX-512F; the caller checked the lengths.
         let fast = match dtype {
             GgmlDType::Q4_0 => unsafe { x86::q4_0(data, out) },
             GgmlDType::Q4_1 => unsafe { x86::q4_1(data, out) },
@@ -84,7 +77,7 @@ pub(crate) fn dequantize(data: &[u8], dtype: GgmlDType, out: &mut [f32]) -> Resu
             _ => false,
         };
         if fast {
-            return Ok(());
+            return;
         }
     }
     match dtype {
@@ -116,7 +109,6 @@ pub(crate) fn dequantize(data: &[u8], dtype: GgmlDType, out: &mut [f32]) -> Resu
         GgmlDType::Q6K => to_float::<k_quants::BlockQ6K>(data, out),
         GgmlDType::Q8K => to_float::<k_quants::BlockQ8K>(data, out),
     }
-    Ok(())
 }
 
 /// candle's own dequantisation of the blocks in `data` (read in place when aligned for `T`,
@@ -156,9 +148,9 @@ fn panel_rows(k: usize) -> usize {
 }
 
 /// `out = a · wᵀ` for dense row-major `a` (`m × k`) and the `n × k` weight `w`; `out` is
-/// `m × n`, overwritten. Panels of `w`'s rows are dequantised (a GGML weight) and multiplied on
-/// candle's worker threads, each panel writing its own columns of `out`. An f32 weight takes the same
-/// panels and the same GEMM calls, so both forms give the same bits.
+/// `m × n`, overwritten. Panels of `w`'s rows are dequantised (a GGML weight) and multiplied
+/// on candle's worker threads, each panel writing its own columns of `out`. An f32 weight
+/// takes the same panels and the same GEMM calls, so both forms give the same bits.
 pub(crate) fn matmul_t(
     a: &[f32],
     m: usize,
@@ -181,26 +173,19 @@ pub(crate) fn matmul_t(
     let rows = panel_rows(k);
     let panels = n.div_ceil(rows);
     let out_at = SharedMut(out.as_mut_ptr());
-    let failed = std::sync::Mutex::new(None);
     // candle's own worker threads, which its element-wise ops between these products use: on
     // rayon's, candle's workers would spin for work beside them (one thread too many per core).
     candle_core::utils::barrier_pool().execute_chunked(panels, |range| {
         for p in range {
             let r0 = p * rows;
-            let r1 = (r0 + rows).min(n);
-            if let Err(e) = panel(a, m, k, w, n, r0..r1, out_at) {
-                failed.lock().unwrap().get_or_insert(e);
-            }
+            panel(a, m, k, w, n, r0..(r0 + rows).min(n), out_at);
         }
     });
-    match failed.into_inner().unwrap() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Rows `r` of `w`, dequantised into this thread's panel buffer (a GGML weight), times `a`,
-/// into columns `r` of `out`.
+/// into columns `r` of `out`; the shapes were checked by [`matmul_t`].
 fn panel(
     a: &[f32],
     m: usize,
@@ -209,7 +194,7 @@ fn panel(
     n: usize,
     r: std::ops::Range<usize>,
     out: SharedMut,
-) -> Result<()> {
+) {
     let run = |wp: &[f32]| {
         // SAFETY: `a` is m × k (row stride k), `wp` holds rows r of `w` (read as wᵀ: element
         // (kk, j) at j·k + kk) and the destination is columns r of `out` (m × n, row stride n),
@@ -242,20 +227,15 @@ fn panel(
         WeightRows::F32(w) => run(&w[r.start * k..r.end * k]),
         WeightRows::Ggml { data, dtype } => {
             let row_bytes = k / dtype.block_size() * dtype.type_size();
-            PANEL.with(|panel| -> Result<()> {
+            PANEL.with(|panel| {
                 let mut panel = panel.borrow_mut();
                 panel.resize(r.len() * k, 0.0);
-                dequantize(
-                    &data[r.start * row_bytes..r.end * row_bytes],
-                    dtype,
-                    &mut panel,
-                )?;
+                let bytes = &data[r.start * row_bytes..r.end * row_bytes];
+                dequantize(bytes, dtype, &mut panel);
                 run(&panel);
-                Ok(())
-            })?;
+            });
         }
     }
-    Ok(())
 }
 
 /// Whether the AVX-512 kernels run here.
@@ -408,7 +388,7 @@ mod tests {
             let q = quantized(dtype, 8, 512);
             let want = candle_floats(&q);
             let mut got = vec![f32::NAN; want.len()];
-            dequantize(&q.data().unwrap(), dtype, &mut got).unwrap();
+            dequantize(&q.data().unwrap(), dtype, &mut got);
             assert!(
                 same_bits(&want, &got),
                 "{dtype:?}: differs from candle's dequantisation"
@@ -418,17 +398,9 @@ mod tests {
             let mut shifted = vec![0u8; bytes.len() + 1];
             shifted[1..].copy_from_slice(&bytes);
             let mut again = vec![f32::NAN; want.len()];
-            dequantize(&shifted[1..], dtype, &mut again).unwrap();
+            dequantize(&shifted[1..], dtype, &mut again);
             assert!(same_bits(&again, &got), "{dtype:?}: misaligned copy");
         }
-    }
-
-    #[test]
-    fn dequantisation_rejects_a_wrong_length() {
-        let q = quantized(GgmlDType::Q4_1, 2, 64);
-        let mut out = vec![0f32; 100];
-        let e = dequantize(&q.data().unwrap(), GgmlDType::Q4_1, &mut out).unwrap_err();
-        assert!(e.to_string().contains("do not hold 100 values"), "{e}");
     }
 
     #[test]
@@ -479,5 +451,11 @@ mod tests {
         assert!(e.to_string().contains("expected 200 for 5 x 64"), "{e}");
         let e = matmul_t(&[0.0; 3 * 64], 3, 64, rows, 4, &mut out[..11]).unwrap_err();
         assert!(e.to_string().contains("output of 11"), "{e}");
+        // Rows of 48 values are not whole Q4_1 blocks of 32.
+        let e = matmul_t(&[0.0; 3 * 48], 3, 48, rows, 4, &mut out).unwrap_err();
+        assert!(
+            e.to_string().contains("not a whole number of Q4_1 blocks"),
+            "{e}"
+        );
     }
 }
