@@ -476,11 +476,17 @@ pub fn gemm_bias(
     out_stride: usize,
     kernel: Kernel,
 ) {
+    check_bias(x, w, bias, residual);
+    gemm(x, w, out, out_stride, kernel, Some((bias, residual)), None)
+}
+
+/// Asserts that `bias` has one value per output and `residual` (rows `stride` apart) covers
+/// every row of the output.
+fn check_bias(x: &QuantRows, w: &QuantLinear, bias: &[f32], residual: Option<(&[f32], usize)>) {
     assert_eq!(bias.len(), w.n);
     if let (Some((r, stride)), true) = (residual, x.rows > 0) {
         assert!(r.len() >= (x.rows - 1) * stride + w.n && stride >= w.n);
     }
-    gemm(x, w, out, out_stride, kernel, Some((bias, residual)), None)
 }
 
 /// As [`gemm_bias`], then each row of `out` goes through `post` in place (LayerNorm, the
@@ -499,11 +505,8 @@ pub fn gemm_bias_post(
     post: &(dyn Fn(&mut [f32]) + Sync),
     next: Option<&QuantLinear>,
 ) -> Option<QuantRows> {
-    assert_eq!(bias.len(), w.n);
+    check_bias(x, w, bias, residual);
     let m = x.rows;
-    if let (Some((r, stride)), true) = (residual, m > 0) {
-        assert!(r.len() >= (m - 1) * stride + w.n && stride >= w.n);
-    }
     let base = Some((bias, residual));
     let Some(next) = next else {
         gemm(
