@@ -58,6 +58,28 @@ fn eval_args<'a>(model: &'a str, data: &'a str, preds: &'a str, extra: &[&'a str
     a
 }
 
+/// One `eval` of the sample data with `model` in a fresh home against the Hub at `url`; it
+/// must succeed.
+struct Run {
+    home: tempfile::TempDir,
+    preds: PathBuf,
+    text: String,
+}
+
+fn run_sample(url: &str, model: &str, extra: &[&str]) -> Run {
+    let sample = manifest().join("datasets/sample/test.jsonl");
+    let home = tempfile::tempdir().unwrap();
+    let preds = home.path().join("p.jsonl");
+    let args = eval_args(
+        model,
+        sample.to_str().unwrap(),
+        preds.to_str().unwrap(),
+        extra,
+    );
+    let text = ok(&race_eval(home.path(), url, &args, false));
+    Run { home, preds, text }
+}
+
 #[test]
 fn a_llama_repository_by_hub_id_scores_as_its_local_folder() {
     let folder = manifest().join("datasets/models/tiny-llama");
@@ -74,33 +96,15 @@ fn a_llama_repository_by_hub_id_scores_as_its_local_folder() {
     let sample = manifest().join("datasets/sample/test.jsonl");
     let sample = sample.to_str().unwrap();
 
-    let local_home = tempfile::tempdir().unwrap();
-    let local = local_home.path().join("p.jsonl");
-    ok(&race_eval(
-        local_home.path(),
-        &server.url,
-        &eval_args(
-            folder.to_str().unwrap(),
-            sample,
-            local.to_str().unwrap(),
-            &[],
-        ),
-        false,
-    ));
-
-    let home = tempfile::tempdir().unwrap();
-    let hubbed = home.path().join("p.jsonl");
-    let text = ok(&race_eval(
-        home.path(),
-        &server.url,
-        &eval_args("org/tiny-llama", sample, hubbed.to_str().unwrap(), &[]),
-        false,
-    ));
+    let local = run_sample(&server.url, folder.to_str().unwrap(), &[]);
+    let hubbed = run_sample(&server.url, "org/tiny-llama", &[]);
+    let home = &hubbed.home;
     assert!(
-        text.contains(&format!("org/tiny-llama@{commit}")),
-        "the output names the repository at its commit: {text}"
+        hubbed.text.contains(&format!("org/tiny-llama@{commit}")),
+        "the output names the repository at its commit: {}",
+        hubbed.text
     );
-    let (a, b) = (predictions(&local), predictions(&hubbed));
+    let (a, b) = (predictions(&local.preds), predictions(&hubbed.preds));
     assert_eq!(a.len(), 19, "every sample question is scored (harness-all)");
     assert_eq!(
         logits(&a),
@@ -112,7 +116,7 @@ fn a_llama_repository_by_hub_id_scores_as_its_local_folder() {
     assert_eq!(s["model"]["name"], "tiny-llama");
     assert_eq!(
         s["model"]["weights_sha256"],
-        summary(local_home.path())["model"]["weights_sha256"]
+        summary(local.home.path())["model"]["weights_sha256"]
     );
 
     // Offline, with the server gone: the cache alone.
@@ -169,32 +173,13 @@ fn one_gguf_file_of_a_hub_repository() {
     let sample = sample.to_str().unwrap();
     let limit = ["--limit", "3"];
 
-    let local_home = tempfile::tempdir().unwrap();
-    let local = local_home.path().join("p.jsonl");
-    ok(&race_eval(
-        local_home.path(),
-        &server.url,
-        &eval_args(
-            gguf.to_str().unwrap(),
-            sample,
-            local.to_str().unwrap(),
-            &limit,
-        ),
-        false,
-    ));
-
-    let home = tempfile::tempdir().unwrap();
-    let hubbed = home.path().join("p.jsonl");
+    let local = run_sample(&server.url, gguf.to_str().unwrap(), &limit);
     let spec = format!("org/smol-GGUF/{name}");
-    ok(&race_eval(
-        home.path(),
-        &server.url,
-        &eval_args(&spec, sample, hubbed.to_str().unwrap(), &limit),
-        false,
-    ));
-    let b = predictions(&hubbed);
+    let hubbed = run_sample(&server.url, &spec, &limit);
+    let home = &hubbed.home;
+    let b = predictions(&hubbed.preds);
     assert_eq!(b.len(), 3);
-    assert_eq!(logits(&predictions(&local)), logits(&b));
+    assert_eq!(logits(&predictions(&local.preds)), logits(&b));
     let s = summary(home.path());
     assert_eq!(s["model"]["path"], format!("org/smol-GGUF@{commit}/{name}"));
     assert_eq!(s["model"]["name"], "SmolLM2-135M-Instruct.Q4_1");

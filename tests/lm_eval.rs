@@ -308,6 +308,17 @@ fn refusals() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("apply to decoder LMs"));
 }
 
+/// Continuation log-probabilities `got` within 1e-3 of `want`, token by token.
+fn assert_close(got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.len(), w.len(), "{what}");
+        for (a, b) in g.iter().zip(w) {
+            assert!((a - b).abs() < 1e-3, "{what}: {a} vs {b}");
+        }
+    }
+}
+
 /// A prompt run in chunks (each attending to the cached keys and values of the ones before)
 /// gives the same continuation log-likelihoods as the prompt run whole.
 #[test]
@@ -322,9 +333,7 @@ fn chunked_prompt_equals_whole_prompt() {
         let c = model.prompt_chunked(&ids[..], chunk).unwrap();
         assert_eq!(c.len(), 300);
         let got = model.continuation_logprobs(&c, &conts).unwrap();
-        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
-            assert!((g - w).abs() < 1e-3, "chunk {chunk}: {g} vs {w}");
-        }
+        assert_close(&got, &want, &format!("chunk {chunk}"));
     }
 }
 
@@ -359,13 +368,7 @@ fn reused_prompt_cache_equals_a_fresh_prompt() {
             prev.len()
         );
         let got = model.continuation_logprobs(&reused, &conts).unwrap();
-        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
-            assert!(
-                (g - w).abs() < 1e-3,
-                "previous of {}: {g} vs {w}",
-                prev.len()
-            );
-        }
+        assert_close(&got, &want, &format!("previous of {}", prev.len()));
     }
     // A cache that is not the named prompt's is refused.
     let cache = model.prompt(&ids[..10]).unwrap();
